@@ -1,0 +1,378 @@
+//! The dynamic, JSON-like element type of manifests and untyped streams.
+//!
+//! Integers and floats stay distinct (`2` is not `2.0`), null is an ordinary value, maps keep
+//! their keys sorted. `Value` serializes as plain JSON to human-readable formats (serde_json)
+//! and as a compact tagged form to binary ones (bincode), so the same type serves files and links.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+
+/// A JSON-like value: the element type of untyped (manifest) streams.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub enum Value {
+    /// JSON null: an ordinary value that flows like any other.
+    #[default]
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A 64-bit signed integer.
+    Int(i64),
+    /// A 64-bit float.
+    Float(f64),
+    /// A UTF-8 string.
+    Str(String),
+    /// An array (also tuples and IoTPy's `(t, v)` pairs).
+    Array(Vec<Value>),
+    /// A map with string keys, sorted.
+    Map(BTreeMap<String, Value>),
+}
+
+impl Value {
+    /// The name of this value's type, for error messages (`"i64"`, `"string"`, ...).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Null => "null",
+            Value::Bool(_) => "bool",
+            Value::Int(_) => "i64",
+            Value::Float(_) => "f64",
+            Value::Str(_) => "string",
+            Value::Array(_) => "array",
+            Value::Map(_) => "map",
+        }
+    }
+
+    /// True for `Value::Null`.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The value as f64 if it is a number (integers are widened).
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int(i) => Some(*i as f64),
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+
+    /// The value as i64 if it is an integer.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The array's items, if this is an array.
+    pub fn as_array(&self) -> Option<&[Value]> {
+        match self {
+            Value::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// Parses one JSON text into a value (integers that fit i64 stay integers).
+    pub fn from_json(text: &str) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Writes this value as compact JSON; returns how many non-finite floats were written as null.
+    pub fn write_json(&self, out: &mut String) -> usize {
+        let mut nonfinite = 0;
+        write_json_into(self, out, &mut nonfinite);
+        nonfinite
+    }
+
+    /// This value as a compact JSON string (non-finite floats become null).
+    pub fn to_json(&self) -> String {
+        let mut s = String::new();
+        self.write_json(&mut s);
+        s
+    }
+
+    /// Converts a TOML value (from a manifest) into a value; datetimes become strings.
+    pub fn from_toml(v: &toml::Value) -> Value {
+        match v {
+            toml::Value::String(s) => Value::Str(s.clone()),
+            toml::Value::Integer(i) => Value::Int(*i),
+            toml::Value::Float(f) => Value::Float(*f),
+            toml::Value::Boolean(b) => Value::Bool(*b),
+            toml::Value::Datetime(d) => Value::Str(d.to_string()),
+            toml::Value::Array(a) => Value::Array(a.iter().map(Value::from_toml).collect()),
+            toml::Value::Table(t) => Value::Map(
+                t.iter()
+                    .map(|(k, v)| (k.clone(), Value::from_toml(v)))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Formats a float in shortest round-trip form that always carries a `.` or an exponent.
+pub fn format_float(f: f64, out: &mut String) {
+    use std::fmt::Write;
+    // Rust's Debug for f64 is shortest round-trip and keeps ".0" on integral values.
+    let _ = write!(out, "{f:?}");
+}
+
+fn write_json_into(v: &Value, out: &mut String, nonfinite: &mut usize) {
+    use std::fmt::Write;
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float(f) => {
+            if f.is_finite() {
+                format_float(*f, out);
+            } else {
+                *nonfinite += 1;
+                out.push_str("null");
+            }
+        }
+        Value::Str(s) => write_json_string(s, out),
+        Value::Array(a) => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_into(x, out, nonfinite);
+            }
+            out.push(']');
+        }
+        Value::Map(m) => {
+            out.push('{');
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_json_string(k, out);
+                out.push_str(": ");
+                write_json_into(x, out, nonfinite);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_json_string(s: &str, out: &mut String) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_json())
+    }
+}
+
+macro_rules! value_from {
+    ($($t:ty => $variant:ident),*) => {$(
+        impl From<$t> for Value {
+            fn from(x: $t) -> Value { Value::$variant(x.into()) }
+        }
+    )*};
+}
+value_from!(bool => Bool, i64 => Int, i32 => Int, u32 => Int, f64 => Float, f32 => Float, String => Str, &str => Str);
+
+impl From<Vec<Value>> for Value {
+    fn from(x: Vec<Value>) -> Value {
+        Value::Array(x)
+    }
+}
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(x: Option<T>) -> Value {
+        x.map_or(Value::Null, Into::into)
+    }
+}
+
+// The tagged form used by binary (non-human-readable) formats such as bincode.
+#[derive(Serialize, Deserialize)]
+enum Tagged {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Array(Vec<Value>),
+    Map(BTreeMap<String, Value>),
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return match self {
+                Value::Null => s.serialize_unit_variant("Tagged", 0, "Null"),
+                Value::Bool(b) => s.serialize_newtype_variant("Tagged", 1, "Bool", b),
+                Value::Int(i) => s.serialize_newtype_variant("Tagged", 2, "Int", i),
+                Value::Float(f) => s.serialize_newtype_variant("Tagged", 3, "Float", f),
+                Value::Str(x) => s.serialize_newtype_variant("Tagged", 4, "Str", x),
+                Value::Array(a) => s.serialize_newtype_variant("Tagged", 5, "Array", a),
+                Value::Map(m) => s.serialize_newtype_variant("Tagged", 6, "Map", m),
+            };
+        }
+        match self {
+            Value::Null => s.serialize_unit(),
+            Value::Bool(b) => s.serialize_bool(*b),
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) if f.is_finite() => s.serialize_f64(*f),
+            Value::Float(_) => s.serialize_unit(),
+            Value::Str(x) => s.serialize_str(x),
+            Value::Array(a) => {
+                let mut seq = s.serialize_seq(Some(a.len()))?;
+                for x in a {
+                    seq.serialize_element(x)?;
+                }
+                seq.end()
+            }
+            Value::Map(m) => {
+                let mut map = s.serialize_map(Some(m.len()))?;
+                for (k, x) in m {
+                    map.serialize_entry(k, x)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+        if !d.is_human_readable() {
+            return Ok(match Tagged::deserialize(d)? {
+                Tagged::Null => Value::Null,
+                Tagged::Bool(b) => Value::Bool(b),
+                Tagged::Int(i) => Value::Int(i),
+                Tagged::Float(f) => Value::Float(f),
+                Tagged::Str(s) => Value::Str(s),
+                Tagged::Array(a) => Value::Array(a),
+                Tagged::Map(m) => Value::Map(m),
+            });
+        }
+        d.deserialize_any(ValueVisitor)
+    }
+}
+
+struct ValueVisitor;
+
+impl<'de> Visitor<'de> for ValueVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+    fn visit_bool<E>(self, b: bool) -> Result<Value, E> {
+        Ok(Value::Bool(b))
+    }
+    fn visit_i64<E>(self, i: i64) -> Result<Value, E> {
+        Ok(Value::Int(i))
+    }
+    fn visit_u64<E>(self, u: u64) -> Result<Value, E> {
+        Ok(i64::try_from(u).map_or(Value::Float(u as f64), Value::Int))
+    }
+    fn visit_f64<E>(self, f: f64) -> Result<Value, E> {
+        Ok(Value::Float(f))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Value, E> {
+        Ok(Value::Str(s.to_owned()))
+    }
+    fn visit_string<E>(self, s: String) -> Result<Value, E> {
+        Ok(Value::Str(s))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+        while let Some(x) = seq.next_element()? {
+            v.push(x);
+        }
+        Ok(Value::Array(v))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = BTreeMap::new();
+        while let Some((k, x)) = map.next_entry::<String, Value>()? {
+            m.insert(k, x);
+        }
+        Ok(Value::Map(m))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_keeps_ints_and_floats_distinct() {
+        let v = Value::from_json("[2, 2.0, null, \"a\", {\"k\": 1e21}]").unwrap();
+        assert_eq!(
+            v,
+            Value::Array(vec![
+                Value::Int(2),
+                Value::Float(2.0),
+                Value::Null,
+                Value::Str("a".into()),
+                Value::Map([("k".to_string(), Value::Float(1e21))].into()),
+            ])
+        );
+        assert_eq!(v.to_json(), "[2, 2.0, null, \"a\", {\"k\": 1e21}]");
+    }
+
+    #[test]
+    fn floats_always_carry_a_point_or_exponent() {
+        for (f, s) in [(2.0, "2.0"), (0.1, "0.1"), (-3.5, "-3.5"), (1e-7, "1e-7")] {
+            assert_eq!(Value::Float(f).to_json(), s);
+            let back = Value::from_json(s).unwrap();
+            assert_eq!(back, Value::Float(f));
+        }
+    }
+
+    #[test]
+    fn nonfinite_floats_are_written_as_null_and_counted() {
+        let mut s = String::new();
+        let n = Value::Array(vec![Value::Float(f64::NAN), Value::Float(f64::INFINITY)])
+            .write_json(&mut s);
+        assert_eq!(s, "[null, null]");
+        assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn bincode_round_trips_every_variant() {
+        let v = Value::from_json(r#"[null, true, -5, 2.5, "s", [1], {"a": [2.0]}]"#).unwrap();
+        let cfg = bincode::config::standard();
+        let bytes = bincode::serde::encode_to_vec(&v, cfg).unwrap();
+        let (back, _): (Value, usize) = bincode::serde::decode_from_slice(&bytes, cfg).unwrap();
+        assert_eq!(back, v);
+    }
+
+    #[test]
+    fn strings_are_escaped() {
+        assert_eq!(Value::Str("a\"b\\\n".into()).to_json(), "\"a\\\"b\\\\\\n\"");
+    }
+}
