@@ -1,5 +1,21 @@
 //! tributary: IoTPy's streams, agents and operator catalog as an actor-based, multi-process runtime.
+//!
+//! Build a [`Graph`], add operators with IoTPy's names, join streams with [`Graph::connect`],
+//! and [`Graph::run`] it; or run a manifest with the `tributary` binary.
 
+pub mod actor;
+pub mod cycle;
+pub mod emit;
+pub mod link;
+pub mod operator;
+pub mod pipeline;
+pub mod run;
 pub mod value;
 
+pub use emit::{multivalue, Emit, IntoEmit};
+pub use link::local::{LinkConfig, Overflow};
+pub use operator::sink::Collector;
+pub use operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
+pub use pipeline::{Graph, GraphError, Group, Placement, RestartPolicy, RunError, Stream};
+pub use run::{OperatorFailure, Report};
 pub use value::Value;

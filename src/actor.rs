@@ -1,0 +1,353 @@
+//! The actor that runs one operator: it owns the operator's output streams, wakes when an
+//! input has data, and consumes everything available in batches.
+//!
+//! Flow control: a push that does not fit in a link stays pending in the producer, which then
+//! stops taking input until the consumer frees room and wakes it. End-of-stream: once every
+//! input has ended (or its cycle went quiet) the operator does its end work, flushes what is
+//! pending, and closes its outputs.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use actix::prelude::*;
+
+use crate::cycle::CycleCounter;
+use crate::link::local::{Channel, End, Recv, Waker};
+use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
+use crate::run::RunShared;
+
+/// How many input batches an actor handles per wake-up before yielding to its neighbours.
+const BATCHES_PER_WAKE: usize = 64;
+/// How many elements a source is asked for per call.
+pub(crate) const SOURCE_BATCH: usize = 1024;
+
+/// The message that schedules an operator actor.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Wake;
+
+/// One input port of an operator.
+pub(crate) struct InPort<T> {
+    pub chan: Arc<Channel<T>>,
+    /// True when the link is inside the operator's own feedback cycle.
+    pub intra: bool,
+    pub ended: bool,
+    pub force_end: bool,
+}
+
+/// One output port: the links to every consumer, each with what did not fit yet.
+pub(crate) struct OutPort<T> {
+    pub links: Vec<(Arc<Channel<T>>, Vec<T>)>,
+    pub count: u64,
+}
+
+impl<T: Clone> OutPort<T> {
+    fn blocked(&self) -> bool {
+        self.links.iter().any(|(_, p)| !p.is_empty())
+    }
+
+    fn send(&mut self, batch: Vec<T>) {
+        if batch.is_empty() {
+            return;
+        }
+        self.count += batch.len() as u64;
+        let n = self.links.len();
+        if n == 0 {
+            return;
+        }
+        let mut batch = Some(batch);
+        for (i, (chan, pending)) in self.links.iter_mut().enumerate() {
+            let b = if i + 1 == n {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.as_ref().map(|b| b.clone()).unwrap_or_default()
+            };
+            if pending.is_empty() {
+                if let Some(rest) = chan.push(b) {
+                    *pending = rest;
+                }
+            } else {
+                pending.extend(b);
+            }
+        }
+    }
+
+    /// Pushes what is pending; true when nothing is left.
+    fn flush(&mut self) -> bool {
+        let mut clear = true;
+        for (chan, pending) in &mut self.links {
+            if !pending.is_empty() {
+                if let Some(rest) = chan.push(std::mem::take(pending)) {
+                    *pending = rest;
+                    clear = false;
+                }
+            }
+        }
+        clear
+    }
+
+    fn close(&self, end: End) {
+        for (chan, _) in &self.links {
+            chan.close(end);
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    Starting,
+    Running,
+    Finishing,
+    Done,
+}
+
+/// Everything the actor needs besides the operator itself.
+pub(crate) struct Wiring<O: Operator> {
+    pub id: usize,
+    pub name: Arc<str>,
+    pub inputs: Vec<InPort<O::In>>,
+    pub outputs: Vec<OutPort<O::Out>>,
+    pub cycle: Option<Arc<CycleCounter>>,
+    pub run: Arc<RunShared>,
+}
+
+/// The actix actor running one operator.
+pub(crate) struct OpActor<O: Operator> {
+    op: Box<O>,
+    w: Wiring<O>,
+    out: Outputs<O::Out>,
+    phase: Phase,
+    cycle_ended: bool,
+}
+
+impl<O: Operator> OpActor<O> {
+    pub(crate) fn new(op: O, w: Wiring<O>) -> Self {
+        let n = w.outputs.len();
+        OpActor {
+            op: Box::new(op),
+            w,
+            out: Outputs::new(n),
+            phase: Phase::Starting,
+            cycle_ended: false,
+        }
+    }
+
+    fn guarded<R>(&mut self, f: impl FnOnce(&mut O, &mut Outputs<O::Out>) -> OpResult<R>) -> OpResult<R> {
+        let (op, out) = (&mut *self.op, &mut self.out);
+        match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
+            Ok(r) => r,
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Err(OpError::new(format!("panicked: {msg}")))
+            }
+        }
+    }
+
+    /// Moves what the operator wrote into its output links.
+    fn distribute(&mut self) {
+        for (i, port) in self.w.outputs.iter_mut().enumerate() {
+            let b = self.out.take(i);
+            port.send(b);
+        }
+    }
+
+    fn blocked(&self) -> bool {
+        self.w.outputs.iter().any(OutPort::blocked)
+    }
+
+    fn flush(&mut self) -> bool {
+        let mut clear = true;
+        for p in &mut self.w.outputs {
+            clear &= p.flush();
+        }
+        clear
+    }
+
+    fn fail(&mut self, ctx: &mut Context<Self>, e: OpError) {
+        self.phase = Phase::Done;
+        self.w.run.fail(self.w.id, &self.w.name, e);
+        ctx.stop();
+    }
+
+    /// Removes `n` reasons for the cycle to live; ends the cycle here if it went quiet.
+    fn cycle_sub(&mut self, n: i64) {
+        if let Some(c) = &self.w.cycle {
+            if c.sub(n) {
+                self.end_cycle();
+            }
+        }
+    }
+
+    fn end_cycle(&mut self) {
+        self.cycle_ended = true;
+        for p in &mut self.w.inputs {
+            if p.intra {
+                p.force_end = true;
+            }
+        }
+    }
+
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if let Err(e) = self.pump_inner(ctx) {
+            self.fail(ctx, e);
+        }
+    }
+
+    fn pump_inner(&mut self, ctx: &mut Context<Self>) -> OpResult {
+        if self.phase == Phase::Done || !self.flush() {
+            return Ok(());
+        }
+        if self.phase == Phase::Starting {
+            self.guarded(|op, out| op.start(out))?;
+            self.distribute();
+            self.phase = Phase::Running;
+            self.cycle_sub(1);
+            if self.blocked() {
+                return Ok(());
+            }
+        }
+        if self.phase == Phase::Running {
+            if self.w.inputs.is_empty() {
+                match self.guarded(|op, out| op.generate(out, SOURCE_BATCH))? {
+                    Gen::More => {
+                        self.distribute();
+                        if !self.blocked() {
+                            ctx.notify(Wake);
+                        }
+                        return Ok(());
+                    }
+                    Gen::Wait(d) => {
+                        self.distribute();
+                        ctx.notify_later(Wake, d);
+                        return Ok(());
+                    }
+                    Gen::Done => {
+                        self.distribute();
+                        self.phase = Phase::Finishing;
+                    }
+                }
+            } else {
+                self.consume(ctx)?;
+            }
+        }
+        if self.phase == Phase::Finishing && self.flush() {
+            let end = End {
+                cycle: self.cycle_ended,
+            };
+            for p in &self.w.outputs {
+                p.close(end);
+            }
+            for p in &self.w.inputs {
+                if !p.chan.is_closed() || !p.chan.is_empty() {
+                    // A cycle ended while data was still on its way here: say so, and let
+                    // producers that still push go on without waiting for us.
+                    let n = p.chan.disconnect_consumer();
+                    if n > 0 {
+                        tracing::warn!(operator = %self.w.name, "{n} elements arrived after the feedback cycle ended and were dropped");
+                    }
+                }
+            }
+            self.phase = Phase::Done;
+            let counts = self.w.outputs.iter().map(|p| p.count).collect();
+            self.w
+                .run
+                .node_done(self.w.id, counts, self.op.end_note());
+            ctx.stop();
+        }
+        Ok(())
+    }
+
+    fn consume(&mut self, ctx: &mut Context<Self>) -> OpResult {
+        let mut budget = BATCHES_PER_WAKE;
+        loop {
+            let mut progressed = false;
+            for port in 0..self.w.inputs.len() {
+                if self.w.inputs[port].ended {
+                    continue;
+                }
+                match self.w.inputs[port].chan.take() {
+                    Recv::Batch(b) => {
+                        progressed = true;
+                        self.guarded(|op, out| op.on_batch(port, b, out))?;
+                        self.distribute();
+                        if self.w.inputs[port].intra {
+                            self.cycle_sub(1);
+                        }
+                        if self.blocked() {
+                            return Ok(());
+                        }
+                    }
+                    Recv::End(end) => {
+                        progressed = true;
+                        self.end_port(port, end)?;
+                    }
+                    Recv::Empty => {
+                        if self.w.inputs[port].force_end {
+                            progressed = true;
+                            self.end_port(port, End { cycle: true })?;
+                        }
+                    }
+                }
+            }
+            if self.w.inputs.iter().all(|p| p.ended) {
+                self.guarded(|op, out| op.finish(out))?;
+                self.distribute();
+                self.phase = Phase::Finishing;
+                return Ok(());
+            }
+            if !progressed {
+                return Ok(());
+            }
+            budget -= 1;
+            if budget == 0 {
+                ctx.notify(Wake);
+                return Ok(());
+            }
+        }
+    }
+
+    fn end_port(&mut self, port: usize, end: End) -> OpResult {
+        let p = &mut self.w.inputs[port];
+        p.ended = true;
+        let intra = p.intra;
+        if end.cycle && intra && !self.cycle_ended {
+            self.end_cycle();
+        }
+        self.guarded(|op, out| op.on_end(port, out))?;
+        self.distribute();
+        if !intra {
+            self.cycle_sub(1);
+        }
+        Ok(())
+    }
+}
+
+impl<O: Operator> Actor for OpActor<O> {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let addr = ctx.address();
+        let waker: Waker = Arc::new(move || addr.do_send(Wake));
+        for p in &self.w.inputs {
+            p.chan.set_consumer_waker(waker.clone());
+        }
+        for p in &self.w.outputs {
+            for (chan, _) in &p.links {
+                chan.set_producer_waker(waker.clone());
+            }
+        }
+        ctx.notify(Wake);
+    }
+}
+
+impl<O: Operator> Handler<Wake> for OpActor<O> {
+    type Result = ();
+
+    fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.pump(ctx);
+    }
+}

@@ -1,0 +1,466 @@
+//! The in-process link: a bounded queue of element batches between one producer and one consumer.
+//!
+//! Producers and consumers are either actors (woken through a [`Waker`]) or plain threads
+//! (blocked on a condition variable); the queue serves both. Capacity is counted in elements:
+//! with the lossless `Block` policy a push that does not fit hands the rest back to the
+//! producer, which waits until the consumer takes data; lossy policies drop and count.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::cycle::CycleCounter;
+
+/// A wake-up callback: schedules the actor (or thread) on the other side of a link.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// What a full link does with new elements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Overflow {
+    /// Lossless: the producer waits until there is room (the default).
+    #[default]
+    Block,
+    /// Drop the oldest queued elements to make room, counting them.
+    DropOldest,
+    /// Drop the new elements that do not fit, counting them.
+    DropNewest,
+}
+
+/// How a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct End {
+    /// True when the end was declared because the feedback cycle this link is on went quiet.
+    pub cycle: bool,
+}
+
+/// What a consumer finds when it takes from a link.
+#[derive(Debug)]
+pub enum Recv<T> {
+    /// A batch of elements, in order.
+    Batch(Vec<T>),
+    /// The stream has ended and every element has been taken.
+    End(End),
+    /// Nothing queued right now.
+    Empty,
+}
+
+/// Settings of one link.
+#[derive(Clone, Copy, Debug)]
+pub struct LinkConfig {
+    /// Elements queued before the producer waits (or drops); `usize::MAX` for unbounded.
+    pub capacity: usize,
+    /// What happens when the link is full.
+    pub overflow: Overflow,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        LinkConfig {
+            capacity: 1024,
+            overflow: Overflow::Block,
+        }
+    }
+}
+
+struct State<T> {
+    batches: VecDeque<Vec<T>>,
+    len: usize,
+    end: Option<End>,
+    consumer_waker: Option<Waker>,
+    producer_waker: Option<Waker>,
+    consumer_notified: bool,
+    producer_waiting: bool,
+    consumer_gone: bool,
+}
+
+/// A bounded, lossless-by-default queue of batches: one `connect` between two operators.
+pub struct Channel<T> {
+    state: Mutex<State<T>>,
+    space: Condvar,
+    data: Condvar,
+    config: LinkConfig,
+    drops: AtomicU64,
+    cycle: Option<Arc<CycleCounter>>,
+}
+
+impl<T> Channel<T> {
+    /// A new, empty link.
+    pub fn new(config: LinkConfig) -> Arc<Self> {
+        Self::with_cycle(config, None)
+    }
+
+    /// A new link that counts its batches in flight for a feedback cycle's quiescence.
+    pub fn with_cycle(config: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> Arc<Self> {
+        Arc::new(Channel {
+            state: Mutex::new(State {
+                batches: VecDeque::new(),
+                len: 0,
+                end: None,
+                consumer_waker: None,
+                producer_waker: None,
+                consumer_notified: false,
+                producer_waiting: false,
+                consumer_gone: false,
+            }),
+            space: Condvar::new(),
+            data: Condvar::new(),
+            config,
+            drops: AtomicU64::new(0),
+            cycle,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A poisoned lock only means another thread panicked while holding it; the queue
+        // itself is always left consistent, so go on.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The link's settings.
+    pub fn config(&self) -> LinkConfig {
+        self.config
+    }
+
+    /// The cycle counter, when this link is inside a feedback cycle.
+    pub fn cycle(&self) -> Option<&Arc<CycleCounter>> {
+        self.cycle.as_ref()
+    }
+
+    /// Elements dropped so far by a lossy overflow policy.
+    pub fn drops(&self) -> u64 {
+        self.drops.load(Ordering::Relaxed)
+    }
+
+    /// Elements queued now.
+    pub fn len(&self) -> usize {
+        self.lock().len
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Registers the callback that wakes the consumer when data or the end arrives.
+    pub fn set_consumer_waker(&self, w: Waker) {
+        self.lock().consumer_waker = Some(w);
+    }
+
+    /// Registers the callback that wakes the producer when room frees up.
+    pub fn set_producer_waker(&self, w: Waker) {
+        self.lock().producer_waker = Some(w);
+    }
+
+    /// Pushes a batch; returns the part that did not fit (only under `Block`).
+    ///
+    /// The caller keeps the returned rest and pushes it again once woken.
+    pub fn push(&self, mut batch: Vec<T>) -> Option<Vec<T>> {
+        if batch.is_empty() {
+            return None;
+        }
+        let mut st = self.lock();
+        if st.consumer_gone {
+            // Nobody will read: the consumer ended (e.g. a cycle that already closed).
+            self.drops.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return None;
+        }
+        let cap = self.config.capacity;
+        let mut rest = None;
+        match self.config.overflow {
+            Overflow::Block => {
+                let room = cap.saturating_sub(st.len);
+                if room == 0 {
+                    st.producer_waiting = true;
+                    return Some(batch);
+                }
+                if batch.len() > room {
+                    rest = Some(batch.split_off(room));
+                    st.producer_waiting = true;
+                }
+            }
+            Overflow::DropNewest => {
+                let room = cap.saturating_sub(st.len);
+                if batch.len() > room {
+                    let dropped = batch.len() - room;
+                    batch.truncate(room);
+                    self.drops.fetch_add(dropped as u64, Ordering::Relaxed);
+                    if batch.is_empty() {
+                        return None;
+                    }
+                }
+            }
+            Overflow::DropOldest => {
+                if batch.len() > cap {
+                    let dropped = batch.len() - cap;
+                    batch.drain(..dropped);
+                    self.drops.fetch_add(dropped as u64, Ordering::Relaxed);
+                }
+                let mut excess = (st.len + batch.len()).saturating_sub(cap);
+                while excess > 0 {
+                    let Some(front) = st.batches.front_mut() else {
+                        break;
+                    };
+                    if front.len() <= excess {
+                        let n = front.len();
+                        st.batches.pop_front();
+                        st.len -= n;
+                        excess -= n;
+                        self.drops.fetch_add(n as u64, Ordering::Relaxed);
+                    } else {
+                        front.drain(..excess);
+                        st.len -= excess;
+                        self.drops.fetch_add(excess as u64, Ordering::Relaxed);
+                        excess = 0;
+                    }
+                }
+            }
+        }
+        if let Some(c) = &self.cycle {
+            c.add(1);
+        }
+        st.len += batch.len();
+        st.batches.push_back(batch);
+        let waker = if st.consumer_notified {
+            None
+        } else {
+            st.consumer_notified = true;
+            st.consumer_waker.clone()
+        };
+        drop(st);
+        self.data.notify_one();
+        if let Some(w) = waker {
+            w();
+        }
+        rest
+    }
+
+    /// Pushes a whole batch, blocking the calling thread while the link is full.
+    ///
+    /// Returns false if `deadline` passed first (the rest is handed back in `batch`).
+    pub fn push_blocking(&self, batch: &mut Vec<T>, deadline: Option<Instant>) -> bool {
+        let mut pending = std::mem::take(batch);
+        loop {
+            match self.push(pending) {
+                None => return true,
+                Some(rest) => pending = rest,
+            }
+            let st = self.lock();
+            if st.len < self.config.capacity || st.consumer_gone {
+                continue;
+            }
+            match deadline {
+                None => drop(self.space.wait(st).unwrap_or_else(|e| e.into_inner())),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        *batch = pending;
+                        return false;
+                    }
+                    drop(
+                        self.space
+                            .wait_timeout(st, d - now)
+                            .unwrap_or_else(|e| e.into_inner()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Marks the end of the stream; the consumer sees it after every queued batch.
+    pub fn close(&self, end: End) {
+        let mut st = self.lock();
+        if st.end.is_some() {
+            return;
+        }
+        st.end = Some(end);
+        st.consumer_notified = true;
+        let waker = st.consumer_waker.clone();
+        drop(st);
+        self.data.notify_all();
+        if let Some(w) = waker {
+            w();
+        }
+    }
+
+    /// True once the producer closed the link.
+    pub fn is_closed(&self) -> bool {
+        self.lock().end.is_some()
+    }
+
+    /// Takes the next batch, or reports the end or that nothing is queued.
+    ///
+    /// `Empty` and `End` re-arm the consumer's wake-up, so the next push wakes it again.
+    pub fn take(&self) -> Recv<T> {
+        let mut st = self.lock();
+        match st.batches.pop_front() {
+            Some(b) => {
+                st.len -= b.len();
+                let waker = if st.producer_waiting && st.len < self.config.capacity {
+                    st.producer_waiting = false;
+                    st.producer_waker.clone()
+                } else {
+                    None
+                };
+                drop(st);
+                self.space.notify_all();
+                if let Some(w) = waker {
+                    w();
+                }
+                Recv::Batch(b)
+            }
+            None => {
+                st.consumer_notified = false;
+                match st.end {
+                    Some(e) => Recv::End(e),
+                    None => Recv::Empty,
+                }
+            }
+        }
+    }
+
+    /// Takes the next batch, blocking the calling thread until one (or the end) arrives.
+    ///
+    /// Returns `Recv::Empty` only if `deadline` passed first.
+    pub fn take_blocking(&self, deadline: Option<Instant>) -> Recv<T> {
+        loop {
+            match self.take() {
+                Recv::Empty => {}
+                r => return r,
+            }
+            let st = self.lock();
+            if !st.batches.is_empty() || st.end.is_some() {
+                continue;
+            }
+            match deadline {
+                None => drop(self.data.wait(st).unwrap_or_else(|e| e.into_inner())),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Recv::Empty;
+                    }
+                    drop(
+                        self.data
+                            .wait_timeout(st, d - now)
+                            .unwrap_or_else(|e| e.into_inner()),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Declares that the consumer will read no more: queued data is dropped (and counted),
+    /// later pushes are dropped, and a waiting producer is released.
+    pub fn disconnect_consumer(&self) -> usize {
+        let mut st = self.lock();
+        st.consumer_gone = true;
+        let n = st.len;
+        st.batches.clear();
+        st.len = 0;
+        st.producer_waiting = false;
+        let waker = st.producer_waker.clone();
+        drop(st);
+        self.drops.fetch_add(n as u64, Ordering::Relaxed);
+        self.space.notify_all();
+        if let Some(w) = waker {
+            w();
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn cfg(capacity: usize, overflow: Overflow) -> LinkConfig {
+        LinkConfig { capacity, overflow }
+    }
+
+    #[test]
+    fn block_hands_back_what_does_not_fit_and_wakes_the_producer() {
+        let ch = Channel::new(cfg(4, Overflow::Block));
+        let woke = Arc::new(AtomicUsize::new(0));
+        let w = woke.clone();
+        ch.set_producer_waker(Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        let rest = ch.push(vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(rest, Some(vec![5, 6]));
+        assert_eq!(ch.len(), 4);
+        match ch.take() {
+            Recv::Batch(b) => assert_eq!(b, vec![1, 2, 3, 4]),
+            other => panic!("expected a batch, got {other:?}"),
+        }
+        assert_eq!(woke.load(Ordering::SeqCst), 1);
+        assert_eq!(ch.push(vec![5, 6]), None);
+        assert_eq!(ch.drops(), 0);
+    }
+
+    #[test]
+    fn lossy_policies_count_their_drops() {
+        let ch = Channel::new(cfg(3, Overflow::DropNewest));
+        assert_eq!(ch.push(vec![1, 2]), None);
+        assert_eq!(ch.push(vec![3, 4, 5]), None);
+        assert_eq!(ch.drops(), 2);
+        let ch = Channel::new(cfg(3, Overflow::DropOldest));
+        ch.push(vec![1, 2]);
+        ch.push(vec![3, 4, 5]);
+        assert_eq!(ch.drops(), 2);
+        let mut all = vec![];
+        while let Recv::Batch(b) = ch.take() {
+            all.extend(b);
+        }
+        assert_eq!(all, vec![3, 4, 5]);
+    }
+
+    #[test]
+    fn end_comes_after_every_queued_batch() {
+        let ch = Channel::new(LinkConfig::default());
+        ch.push(vec![1]);
+        ch.close(End::default());
+        assert!(matches!(ch.take(), Recv::Batch(_)));
+        assert!(matches!(ch.take(), Recv::End(_)));
+    }
+
+    #[test]
+    fn consumer_is_woken_once_until_it_drains() {
+        let ch = Channel::new(LinkConfig::default());
+        let woke = Arc::new(AtomicUsize::new(0));
+        let w = woke.clone();
+        ch.set_consumer_waker(Arc::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        ch.push(vec![1]);
+        ch.push(vec![2]);
+        assert_eq!(woke.load(Ordering::SeqCst), 1);
+        while let Recv::Batch(_) = ch.take() {}
+        ch.push(vec![3]);
+        assert_eq!(woke.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn blocking_ends_move_everything_across_threads_in_order() {
+        let ch = Channel::new(cfg(8, Overflow::Block));
+        let prod = ch.clone();
+        let t = std::thread::spawn(move || {
+            for i in 0..1000u64 {
+                let mut b = vec![i; 3];
+                assert!(prod.push_blocking(&mut b, None));
+            }
+            prod.close(End::default());
+        });
+        let mut got = vec![];
+        loop {
+            match ch.take_blocking(None) {
+                Recv::Batch(b) => got.extend(b),
+                Recv::End(_) => break,
+                Recv::Empty => unreachable!("no deadline was given"),
+            }
+        }
+        t.join().unwrap();
+        let want: Vec<u64> = (0..1000).flat_map(|i| [i, i, i]).collect();
+        assert_eq!(got, want);
+    }
+}

@@ -1,0 +1,3 @@
+//! How a `connect` is carried: in-process queues, and shared-memory rings between processes.
+
+pub mod local;

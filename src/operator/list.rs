@@ -1,0 +1,1 @@
+//! list family (being written).

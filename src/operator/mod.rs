@@ -1,0 +1,192 @@
+//! The one generic operator mechanism, and IoTPy's operator families built on it.
+//!
+//! Every operator is an [`Operator`]: inputs, outputs, its own state, and a batch transition
+//! (`on_batch`) that consumes everything available on an input at once, plus end work
+//! (`on_end`, `finish`). Sources implement `generate`. The actor in `crate::actor` runs it;
+//! each family module is a thin layer of constructors on the graph builder.
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::emit::Emit;
+
+pub mod element;
+pub mod list;
+pub mod merge;
+pub mod multi;
+pub mod sink;
+pub mod source;
+pub mod split;
+pub mod timed;
+pub mod window;
+
+/// What a stream can carry: any cloneable, sendable, serializable value.
+pub trait Element: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned + 'static {}
+impl<T: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned + 'static> Element for T {}
+
+/// The failure of an operator on some input: a script error, a bad shape, a bad input line.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct OpError {
+    /// What went wrong.
+    pub message: String,
+    /// The element being processed, as text, when known.
+    pub element: Option<String>,
+    /// True for a data error (a bad input line under `on_error = "fail"`): never retried.
+    pub data_error: bool,
+}
+
+impl OpError {
+    /// A failure with a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        OpError {
+            message: message.into(),
+            element: None,
+            data_error: false,
+        }
+    }
+
+    /// A data error (a bad input line): the run stops and restart policies do not retry it.
+    pub fn data(message: impl Into<String>) -> Self {
+        OpError {
+            data_error: true,
+            ..OpError::new(message)
+        }
+    }
+
+    /// Attaches the element being processed.
+    pub fn with_element(mut self, e: &impl Debug) -> Self {
+        if self.element.is_none() {
+            self.element = Some(format!("{e:?}"));
+        }
+        self
+    }
+}
+
+/// The result type of operator callbacks.
+pub type OpResult<T = ()> = Result<T, OpError>;
+
+/// What a source did on one call of `generate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gen {
+    /// It may have more right away: call again.
+    More,
+    /// Call again after this pause (pacing, or polling an external feed).
+    Wait(Duration),
+    /// Exhausted: the source's outputs end.
+    Done,
+}
+
+/// The output buffers an operator writes into during one callback, one per output port.
+pub struct Outputs<T> {
+    ports: Vec<Vec<T>>,
+}
+
+impl<T> Outputs<T> {
+    /// Buffers for `n` output ports.
+    pub fn new(n: usize) -> Self {
+        Outputs {
+            ports: (0..n).map(|_| Vec::new()).collect(),
+        }
+    }
+
+    /// The number of output ports.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    /// True when the operator has no outputs (a sink).
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// Appends an element to port 0.
+    #[inline]
+    pub fn push(&mut self, x: T) {
+        self.ports[0].push(x);
+    }
+
+    /// Appends an element to `port`.
+    #[inline]
+    pub fn push_to(&mut self, port: usize, x: T) {
+        self.ports[port].push(x);
+    }
+
+    /// Appends what `e` emits to `port`.
+    #[inline]
+    pub fn emit(&mut self, port: usize, e: Emit<T>) {
+        e.push_into(&mut self.ports[port]);
+    }
+
+    /// Hands a whole vector to `port` (no copy when the port's buffer is empty).
+    #[inline]
+    pub fn put_vec(&mut self, port: usize, mut v: Vec<T>) {
+        let p = &mut self.ports[port];
+        if p.is_empty() {
+            std::mem::swap(p, &mut v);
+        } else {
+            p.append(&mut v);
+        }
+    }
+
+    /// The buffer of `port`, to extend directly.
+    #[inline]
+    pub fn port_mut(&mut self, port: usize) -> &mut Vec<T> {
+        &mut self.ports[port]
+    }
+
+    /// Takes the buffer of `port`, leaving it empty.
+    pub fn take(&mut self, port: usize) -> Vec<T> {
+        std::mem::take(&mut self.ports[port])
+    }
+}
+
+/// An operator: the batch transition the actor runs whenever an input has data.
+///
+/// Inputs share one element type and outputs another (the dynamic [`crate::Value`] in
+/// manifests). Implement `on_batch`; override the others as the family needs.
+pub trait Operator: Send + 'static {
+    /// The element type of every input.
+    type In: Element;
+    /// The element type of every output.
+    type Out: Element;
+
+    /// Called once before any input arrives (e.g. `prepend` emits its values here).
+    fn start(&mut self, _out: &mut Outputs<Self::Out>) -> OpResult {
+        Ok(())
+    }
+
+    /// Consumes one batch that arrived on input `port`.
+    fn on_batch(
+        &mut self,
+        port: usize,
+        batch: Vec<Self::In>,
+        out: &mut Outputs<Self::Out>,
+    ) -> OpResult {
+        let _ = (batch, out);
+        Err(OpError::new(format!("this operator has no input {port}")))
+    }
+
+    /// Input `port` has ended (after its last batch).
+    fn on_end(&mut self, _port: usize, _out: &mut Outputs<Self::Out>) -> OpResult {
+        Ok(())
+    }
+
+    /// Every input has ended: do the end work (flush windows, emit what zips hold).
+    fn finish(&mut self, _out: &mut Outputs<Self::Out>) -> OpResult {
+        Ok(())
+    }
+
+    /// For sources (operators without inputs): produce up to about `max` elements.
+    fn generate(&mut self, _out: &mut Outputs<Self::Out>, _max: usize) -> OpResult<Gen> {
+        Ok(Gen::Done)
+    }
+
+    /// A line for the end-of-run log, when the operator has something to say (e.g. what a zip discarded).
+    fn end_note(&self) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,1 @@
+//! split family (being written).

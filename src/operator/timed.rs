@@ -1,0 +1,1 @@
+//! timed family (being written).

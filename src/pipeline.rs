@@ -1,0 +1,531 @@
+//! Build a graph of operators in Rust, join streams with one `connect`, place operators in
+//! groups, and run it to completion.
+//!
+//! ```
+//! use tributary::Graph;
+//! let mut g = Graph::new();
+//! let x = g.source_iter(0..5i64);
+//! let y = g.map_element(&x, |v| v * 10);
+//! let out = g.collect(&y);
+//! g.run().unwrap();
+//! assert_eq!(out.take(), vec![0, 10, 20, 30, 40]);
+//! ```
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+
+use crate::actor::{InPort, OpActor, OutPort, Wiring};
+use crate::cycle::{cycles, CycleCounter};
+use crate::link::local::{Channel, LinkConfig};
+use crate::operator::{Element, Operator};
+use crate::run::{OperatorFailure, Report, RunShared};
+
+/// A typed handle on a stream of the graph being built: an operator's output, or a stream
+/// declared with [`Graph::stream`] and fed later with [`Graph::connect`].
+pub struct Stream<T> {
+    id: usize,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Stream<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Stream<T> {}
+
+impl<T> std::fmt::Debug for Stream<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Stream#{}", self.id)
+    }
+}
+
+impl<T> Stream<T> {
+    fn new(id: usize) -> Self {
+        Stream {
+            id,
+            _t: PhantomData,
+        }
+    }
+
+    /// The stream's index in its graph.
+    pub fn id(&self) -> usize {
+        self.id
+    }
+}
+
+/// Where a group of operators runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// On a thread of its own, in this process.
+    #[default]
+    Thread,
+    /// In an OS process of its own (manifests run by the supervisor).
+    Process,
+}
+
+/// OTP restart policy of a group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Always restarted.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit.
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+/// A handle on a group declared with [`Graph::group`].
+#[derive(Clone, Debug)]
+pub struct Group {
+    index: usize,
+}
+
+struct GroupSpec {
+    name: String,
+    placement: Placement,
+    #[allow(dead_code)]
+    restart: RestartPolicy,
+}
+
+/// A graph that could not run: a stream without producer, a stream fed twice, a cycle of connects.
+#[derive(Debug, thiserror::Error)]
+pub enum GraphError {
+    /// A consumed stream has no producer.
+    #[error("stream \"{0}\" is read but nothing produces it (connect an output to it)")]
+    NoProducer(String),
+    /// A stream is fed twice.
+    #[error("stream \"{0}\" is fed by two producers; a stream has exactly one")]
+    TwoProducers(String),
+    /// Connects that go round in a circle without an operator.
+    #[error("stream \"{0}\" is connected to itself through connects alone")]
+    ConnectLoop(String),
+    /// Process placement asked of a graph run in-process.
+    #[error("group \"{0}\" asks for process placement, which needs the supervisor (`tributary run` or cli::main_with); run it with placement Thread, or from a manifest")]
+    ProcessPlacement(String),
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The graph is malformed.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// One or more operators failed.
+    #[error("{}", .0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
+    Failed(Vec<OperatorFailure>, Report),
+    /// The actor system could not start.
+    #[error("could not start the runtime: {0}")]
+    Runtime(String),
+}
+
+/// The type-erased body of a node: creates its input links and starts its actor.
+pub(crate) trait NodeBody: Send {
+    /// Creates an input link; returns it twice (consumer side, producer side).
+    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> (AnyLink, AnyLink);
+    fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>);
+}
+
+/// A type-erased `Arc<Channel<T>>`.
+pub(crate) type AnyLink = Box<dyn Any + Send>;
+
+/// Links of one node before they are given their types back.
+pub(crate) struct ErasedWiring {
+    pub id: usize,
+    pub name: Arc<str>,
+    pub inputs: Vec<(AnyLink, bool)>,
+    pub outputs: Vec<Vec<AnyLink>>,
+    pub cycle: Option<Arc<CycleCounter>>,
+    pub run: Arc<RunShared>,
+}
+
+struct Body<O: Operator>(O);
+
+fn downcast<T: 'static>(b: AnyLink) -> Arc<Channel<T>> {
+    *b.downcast::<Arc<Channel<T>>>()
+        .unwrap_or_else(|_| unreachable!("typed streams join links of one element type"))
+}
+
+impl<O: Operator> NodeBody for Body<O> {
+    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> (AnyLink, AnyLink) {
+        let c = Channel::<O::In>::with_cycle(cfg, cycle);
+        (Box::new(c.clone()), Box::new(c))
+    }
+
+    fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>) {
+        let wiring = Wiring::<O> {
+            id: w.id,
+            name: w.name,
+            inputs: w
+                .inputs
+                .into_iter()
+                .map(|(c, intra)| InPort {
+                    chan: downcast::<O::In>(c),
+                    intra,
+                    ended: false,
+                    force_end: false,
+                })
+                .collect(),
+            outputs: w
+                .outputs
+                .into_iter()
+                .map(|links| OutPort {
+                    links: links
+                        .into_iter()
+                        .map(|c| (downcast::<O::Out>(c), Vec::new()))
+                        .collect(),
+                    count: 0,
+                })
+                .collect(),
+            cycle: w.cycle,
+            run: w.run,
+        };
+        let op = self.0;
+        match arbiter {
+            Some(a) => {
+                OpActor::start_in_arbiter(&a, move |_| OpActor::new(op, wiring));
+            }
+            None => {
+                OpActor::new(op, wiring).start();
+            }
+        }
+    }
+}
+
+struct NodeEntry {
+    name: String,
+    group: Option<usize>,
+    inputs: Vec<usize>,
+    outputs: Vec<usize>,
+    body: Box<dyn NodeBody>,
+}
+
+struct StreamEntry {
+    name: String,
+    producer: Option<(usize, usize)>,
+    fed_by: Option<usize>,
+    link: Option<LinkConfig>,
+}
+
+/// A graph of operators under construction; `run` executes it.
+pub struct Graph {
+    nodes: Vec<NodeEntry>,
+    streams: Vec<StreamEntry>,
+    groups: Vec<GroupSpec>,
+    errors: Vec<GraphError>,
+    current_group: Option<usize>,
+    next_name: Option<String>,
+    default_link: LinkConfig,
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Graph {
+            nodes: vec![],
+            streams: vec![],
+            groups: vec![],
+            errors: vec![],
+            current_group: None,
+            next_name: None,
+            default_link: LinkConfig::default(),
+        }
+    }
+
+    /// Sets the link settings used by streams that have none of their own.
+    pub fn set_default_link(&mut self, cfg: LinkConfig) {
+        self.default_link = cfg;
+    }
+
+    /// Declares a stream to be fed later by [`Graph::connect`] (IoTPy's `Stream(name)`).
+    pub fn stream<T: Element>(&mut self, name: &str) -> Stream<T> {
+        self.new_stream(name.to_string(), None)
+    }
+
+    fn new_stream<T>(&mut self, name: String, producer: Option<(usize, usize)>) -> Stream<T> {
+        self.streams.push(StreamEntry {
+            name,
+            producer,
+            fed_by: None,
+            link: None,
+        });
+        Stream::new(self.streams.len() - 1)
+    }
+
+    /// Joins an output to an input: every element of `from` flows into `to`.
+    ///
+    /// `to` must be a stream declared with [`Graph::stream`] that nothing feeds yet.
+    pub fn connect<T: Element>(&mut self, from: &Stream<T>, to: &Stream<T>) {
+        let e = &mut self.streams[to.id];
+        if e.producer.is_some() || e.fed_by.is_some() {
+            let name = e.name.clone();
+            self.errors.push(GraphError::TwoProducers(name));
+            return;
+        }
+        e.fed_by = Some(from.id);
+    }
+
+    /// Sets the capacity and overflow policy of the links that carry `s`.
+    pub fn set_link<T>(&mut self, s: &Stream<T>, cfg: LinkConfig) {
+        self.streams[s.id].link = Some(cfg);
+    }
+
+    /// Renames a stream (names appear in reports and errors).
+    pub fn rename<T>(&mut self, s: &Stream<T>, name: &str) {
+        self.streams[s.id].name = name.to_string();
+    }
+
+    /// The name of a stream.
+    pub fn stream_name<T>(&self, s: &Stream<T>) -> &str {
+        &self.streams[s.id].name
+    }
+
+    /// Declares a group of operators that run together (IoTPy's process in a multicore spec).
+    pub fn group(&mut self, name: &str, placement: Placement, restart: RestartPolicy) -> Group {
+        self.groups.push(GroupSpec {
+            name: name.to_string(),
+            placement,
+            restart,
+        });
+        Group {
+            index: self.groups.len() - 1,
+        }
+    }
+
+    /// Places every operator added inside `f` in `group`.
+    pub fn with_group<R>(&mut self, group: &Group, f: impl FnOnce(&mut Graph) -> R) -> R {
+        let saved = self.current_group.replace(group.index);
+        let r = f(self);
+        self.current_group = saved;
+        r
+    }
+
+    /// Names the next operator added (otherwise it gets `kind#index`).
+    pub fn name_next(&mut self, name: &str) -> &mut Self {
+        self.next_name = Some(name.to_string());
+        self
+    }
+
+    /// Adds any [`Operator`] reading `inputs` and writing `n_out` new streams: the one
+    /// mechanism every family is built on.
+    pub fn add_operator<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        inputs: &[&Stream<O::In>],
+        n_out: usize,
+    ) -> Vec<Stream<O::Out>> {
+        let id = self.nodes.len();
+        let name = self
+            .next_name
+            .take()
+            .unwrap_or_else(|| format!("{kind}#{id}"));
+        let outputs: Vec<Stream<O::Out>> = (0..n_out)
+            .map(|p| {
+                let sname = if n_out == 1 {
+                    name.clone()
+                } else {
+                    format!("{name}.{p}")
+                };
+                self.new_stream(sname, Some((id, p)))
+            })
+            .collect();
+        self.nodes.push(NodeEntry {
+            name,
+            group: self.current_group,
+            inputs: inputs.iter().map(|s| s.id).collect(),
+            outputs: outputs.iter().map(|s| s.id).collect(),
+            body: Box::new(Body(op)),
+        });
+        outputs
+    }
+
+    /// Adds an operator with exactly one output.
+    pub fn add_unary<O: Operator>(&mut self, kind: &str, op: O, inputs: &[&Stream<O::In>]) -> Stream<O::Out> {
+        self.add_operator(kind, op, inputs, 1)[0]
+    }
+
+    /// Adds an operator with no output (a sink).
+    pub fn add_sink<O: Operator>(&mut self, kind: &str, op: O, inputs: &[&Stream<O::In>]) {
+        self.add_operator(kind, op, inputs, 0);
+    }
+
+    /// Follows connects back to the stream an operator produces.
+    fn resolve(&self, mut s: usize) -> Result<usize, GraphError> {
+        let mut steps = 0;
+        loop {
+            let e = &self.streams[s];
+            if e.producer.is_some() {
+                return Ok(s);
+            }
+            match e.fed_by {
+                Some(f) => s = f,
+                None => return Err(GraphError::NoProducer(e.name.clone())),
+            }
+            steps += 1;
+            if steps > self.streams.len() {
+                return Err(GraphError::ConnectLoop(self.streams[s].name.clone()));
+            }
+        }
+    }
+
+    /// Runs the graph until every source is exhausted and every element is processed.
+    pub fn run(self) -> Result<Report, RunError> {
+        Runner::prepare(self)?.run()
+    }
+}
+
+/// A graph checked and ready to start.
+struct Runner {
+    g: Graph,
+    /// For each node and input port: the producing (node, port).
+    feeds: Vec<Vec<(usize, usize)>>,
+}
+
+impl Runner {
+    fn prepare(mut g: Graph) -> Result<Runner, GraphError> {
+        if let Some(e) = g.errors.drain(..).next() {
+            return Err(e);
+        }
+        if let Some(grp) = g.groups.iter().find(|x| x.placement == Placement::Process) {
+            // Process placement of Rust graphs needs the worker re-exec machinery of the CLI.
+            if g.nodes.iter().any(|n| n.group.map(|i| g.groups[i].name == grp.name).unwrap_or(false)) {
+                return Err(GraphError::ProcessPlacement(grp.name.clone()));
+            }
+        }
+        let mut feeds = Vec::with_capacity(g.nodes.len());
+        for n in &g.nodes {
+            let mut f = vec![];
+            for &s in &n.inputs {
+                let r = g.resolve(s)?;
+                f.push(g.streams[r].producer.expect("resolve returns produced streams"));
+            }
+            feeds.push(f);
+        }
+        Ok(Runner { g, feeds })
+    }
+
+    fn run(self) -> Result<Report, RunError> {
+        let Runner { g, feeds } = self;
+        let n = g.nodes.len();
+        let mut adj = vec![vec![]; n];
+        for (c, f) in feeds.iter().enumerate() {
+            for &(p, _) in f {
+                adj[p].push(c);
+            }
+        }
+        let comp = cycles(&adj);
+        // Cycle counters: one per operator (until started) plus one per input entering the cycle.
+        let mut counters: HashMap<usize, Arc<CycleCounter>> = HashMap::new();
+        for v in 0..n {
+            if let Some(c) = comp[v] {
+                let ext = feeds[v].iter().filter(|(p, _)| comp[*p] != Some(c)).count() as i64;
+                let counter = counters.entry(c).or_insert_with(|| CycleCounter::new(0));
+                counter.add(1 + ext);
+            }
+        }
+        let names: Vec<Arc<str>> = g.nodes.iter().map(|x| Arc::from(x.name.as_str())).collect();
+        let run = RunShared::new(names.clone());
+        // Links: one channel per (producer port, consumer port).
+        let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
+        let mut outputs: Vec<Vec<Vec<AnyLink>>> =
+            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        let mut producer_links: Vec<Vec<Vec<usize>>> =
+            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        for c in 0..n {
+            for (port, &(p, pp)) in feeds[c].iter().enumerate() {
+                let intra = comp[c].is_some() && comp[c] == comp[p];
+                let stream = g.nodes[p].outputs[pp];
+                let mut cfg = g.streams[stream].link.unwrap_or(g.default_link);
+                if intra {
+                    // Bounded links on a feedback cycle can deadlock it: cycles are unbounded.
+                    cfg.capacity = usize::MAX;
+                    cfg.overflow = crate::link::local::Overflow::Block;
+                }
+                let counter = if intra { counters.get(&comp[c].unwrap_or(usize::MAX)).cloned() } else { None };
+                let (a, b) = g.nodes[c].body.make_input(cfg, counter);
+                inputs[c].push((a, intra));
+                outputs[p][pp].push(b);
+                producer_links[p][pp].push(c);
+                let _ = port;
+            }
+        }
+        let stream_names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
+        let node_outputs: Vec<Vec<usize>> = g.nodes.iter().map(|x| x.outputs.clone()).collect();
+        let group_names: Vec<String> = g.groups.iter().map(|x| x.name.clone()).collect();
+        let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
+        let bodies: Vec<Box<dyn NodeBody>> = g.nodes.into_iter().map(|x| x.body).collect();
+        let started = Instant::now();
+        let run2 = run.clone();
+        let main = std::thread::Builder::new()
+            .name("tributary-main".into())
+            .spawn(move || -> Result<(), String> {
+                let sys = System::new();
+                let arbiters: Vec<Arbiter> = group_names.iter().map(|_| Arbiter::new()).collect();
+                sys.block_on(async {
+                    let system = System::current();
+                    run2.set_stopper(Box::new(move || system.stop()));
+                    let mut bodies = bodies;
+                    let mut inputs = inputs;
+                    let mut outputs = outputs;
+                    for (id, body) in bodies.drain(..).enumerate() {
+                        let comp_counter = comp[id].and_then(|c| counters.get(&c).cloned());
+                        let w = ErasedWiring {
+                            id,
+                            name: names[id].clone(),
+                            inputs: std::mem::take(&mut inputs[id]),
+                            outputs: std::mem::take(&mut outputs[id]),
+                            cycle: comp_counter,
+                            run: run2.clone(),
+                        };
+                        let arb = node_groups[id].map(|gi| arbiters[gi].handle());
+                        body.spawn(w, arb);
+                    }
+                });
+                sys.run().map_err(|e| e.to_string())?;
+                for a in arbiters {
+                    a.stop();
+                    let _ = a.join();
+                }
+                Ok(())
+            })
+            .map_err(|e| RunError::Runtime(e.to_string()))?;
+        let joined = main.join();
+        run.wait();
+        let (failures, counts, notes) = run.outcome();
+        let mut report = Report {
+            wall: started.elapsed(),
+            notes,
+            ..Report::default()
+        };
+        for (node, outs) in node_outputs.iter().enumerate() {
+            for (p, &s) in outs.iter().enumerate() {
+                let c = counts[node].as_ref().and_then(|v| v.get(p).copied()).unwrap_or(0);
+                report.streams.push((stream_names[s].clone(), c));
+            }
+        }
+        let _ = producer_links;
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(RunError::Runtime(e)),
+            Err(_) => return Err(RunError::Runtime("the runtime thread panicked".into())),
+        }
+        if !failures.is_empty() {
+            return Err(RunError::Failed(failures, report));
+        }
+        debug_assert!(run.all_done());
+        Ok(report)
+    }
+}

@@ -1,0 +1,158 @@
+//! What a running pipeline shares between its actors: completion, failures, counts; and the
+//! report a run returns.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use crate::operator::OpError;
+
+/// The failure of one operator, as the run reports it.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("operator \"{operator}\" failed: {error}{}", element_suffix(&self.error))]
+pub struct OperatorFailure {
+    /// The operator's name.
+    pub operator: String,
+    /// What went wrong.
+    pub error: OpError,
+}
+
+fn element_suffix(e: &OpError) -> String {
+    match &e.element {
+        Some(el) => format!(" (element: {el})"),
+        None => String::new(),
+    }
+}
+
+/// How a run went: per-stream counts, drops, failures, wall time.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Elements produced on each named stream, in stream order.
+    pub streams: Vec<(String, u64)>,
+    /// Elements dropped by lossy links, per stream.
+    pub drops: Vec<(String, u64)>,
+    /// End-of-run notes from operators (e.g. unmatched zip tails).
+    pub notes: Vec<(String, String)>,
+    /// Wall time of the run.
+    pub wall: Duration,
+}
+
+impl Report {
+    /// Elements produced on the stream called `name`, if it exists.
+    pub fn count(&self, name: &str) -> Option<u64> {
+        self.streams.iter().find(|(n, _)| n == name).map(|x| x.1)
+    }
+
+    /// Total drops over every stream.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().map(|x| x.1).sum()
+    }
+}
+
+struct Inner {
+    failures: Vec<OperatorFailure>,
+    counts: Vec<Option<Vec<u64>>>,
+    notes: Vec<(String, String)>,
+    finished: bool,
+}
+
+/// State shared by every actor of one run.
+pub(crate) struct RunShared {
+    live: AtomicUsize,
+    inner: Mutex<Inner>,
+    done: Condvar,
+    stopper: Mutex<Option<Box<dyn Fn() + Send>>>,
+    names: Vec<Arc<str>>,
+}
+
+impl RunShared {
+    pub(crate) fn new(names: Vec<Arc<str>>) -> Arc<Self> {
+        let n = names.len();
+        Arc::new(RunShared {
+            live: AtomicUsize::new(n),
+            inner: Mutex::new(Inner {
+                failures: vec![],
+                counts: vec![None; n],
+                notes: vec![],
+                finished: n == 0,
+            }),
+            done: Condvar::new(),
+            stopper: Mutex::new(None),
+            names,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets what to call when the run is over (stops the actor system).
+    pub(crate) fn set_stopper(&self, f: Box<dyn Fn() + Send>) {
+        *self.stopper.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        if self.lock().finished {
+            self.stop();
+        }
+    }
+
+    fn stop(&self) {
+        if let Some(f) = self.stopper.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            f();
+        }
+    }
+
+    fn finish(&self, mut inner: std::sync::MutexGuard<'_, Inner>) {
+        if !inner.finished {
+            inner.finished = true;
+            drop(inner);
+            self.done.notify_all();
+            self.stop();
+        }
+    }
+
+    /// An operator finished normally, with its per-output counts.
+    pub(crate) fn node_done(&self, id: usize, counts: Vec<u64>, note: Option<String>) {
+        let mut inner = self.lock();
+        inner.counts[id] = Some(counts);
+        if let Some(n) = note {
+            inner.notes.push((self.names[id].to_string(), n));
+        }
+        if self.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.finish(inner);
+        }
+    }
+
+    /// An operator failed: the run stops.
+    pub(crate) fn fail(&self, _id: usize, name: &str, error: OpError) {
+        let mut inner = self.lock();
+        inner.failures.push(OperatorFailure {
+            operator: name.to_string(),
+            error,
+        });
+        self.finish(inner);
+    }
+
+    /// Stops the run from outside (e.g. a signal).
+    pub(crate) fn cancel(&self) {
+        let inner = self.lock();
+        self.finish(inner);
+    }
+
+    /// Blocks until the run is over.
+    pub(crate) fn wait(&self) {
+        let mut inner = self.lock();
+        while !inner.finished {
+            inner = self.done.wait(inner).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// The failures, and the per-node output counts of nodes that finished.
+    pub(crate) fn outcome(&self) -> (Vec<OperatorFailure>, Vec<Option<Vec<u64>>>, Vec<(String, String)>) {
+        let inner = self.lock();
+        (inner.failures.clone(), inner.counts.clone(), inner.notes.clone())
+    }
+
+    /// True if every node finished.
+    pub(crate) fn all_done(&self) -> bool {
+        self.live.load(Ordering::Acquire) == 0
+    }
+}
