@@ -272,10 +272,11 @@ impl<O: Operator> OpActor<O> {
                 match self.w.inputs[port].chan.take() {
                     Recv::Batch(b) => {
                         progressed = true;
+                        let n = b.len() as i64;
                         self.guarded(|op, out| op.on_batch(port, b, out))?;
                         self.distribute();
                         if self.w.inputs[port].intra {
-                            self.cycle_sub(1);
+                            self.cycle_sub(n);
                         }
                         if self.blocked() {
                             return Ok(());

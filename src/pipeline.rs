@@ -14,14 +14,14 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use actix::prelude::*;
 
 use crate::actor::{InPort, OpActor, OutPort, Wiring};
 use crate::cycle::{cycles, CycleCounter};
-use crate::link::local::{Channel, LinkConfig};
+use crate::link::local::{Channel, End, LinkConfig};
 use crate::operator::{Element, Operator};
 use crate::run::{OperatorFailure, Report, RunShared};
 
@@ -128,7 +128,7 @@ pub enum RunError {
 /// The type-erased body of a node: creates its input links and starts its actor.
 pub(crate) trait NodeBody: Send {
     /// Creates an input link; returns it twice (consumer side, producer side).
-    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> (AnyLink, AnyLink);
+    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>, count_push: bool) -> (AnyLink, AnyLink);
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>);
 }
 
@@ -153,8 +153,11 @@ fn downcast<T: 'static>(b: AnyLink) -> Arc<Channel<T>> {
 }
 
 impl<O: Operator> NodeBody for Body<O> {
-    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> (AnyLink, AnyLink) {
-        let c = Channel::<O::In>::with_cycle(cfg, cycle);
+    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>, count_push: bool) -> (AnyLink, AnyLink) {
+        let c = Channel::<O::In>::new(cfg);
+        if let Some(cycle) = cycle {
+            c.set_cycle(cycle, count_push);
+        }
         (Box::new(c.clone()), Box::new(c))
     }
 
@@ -204,6 +207,16 @@ struct NodeEntry {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     body: Box<dyn NodeBody>,
+    cycle: Option<CycleOverride>,
+}
+
+/// A node's membership in a feedback cycle that spans processes, as the caller computed it.
+#[derive(Clone)]
+pub struct CycleOverride {
+    /// The cycle's counter (in shared memory when the cycle spans processes).
+    pub counter: Arc<CycleCounter>,
+    /// For each input port: is its producer on the same cycle?
+    pub intra: Vec<bool>,
 }
 
 struct StreamEntry {
@@ -211,6 +224,10 @@ struct StreamEntry {
     producer: Option<(usize, usize)>,
     fed_by: Option<usize>,
     link: Option<LinkConfig>,
+    /// Set for a stream fed from outside the graph (another process, a thread).
+    external: Option<Box<dyn ErasedFeed>>,
+    /// Links to consumers outside the graph, attached to this stream's producer.
+    drains: Vec<AnyLink>,
 }
 
 /// A graph of operators under construction; `run` executes it.
@@ -260,6 +277,8 @@ impl Graph {
             producer,
             fed_by: None,
             link: None,
+            external: None,
+            drains: vec![],
         });
         Stream::new(self.streams.len() - 1)
     }
@@ -348,6 +367,7 @@ impl Graph {
             inputs: inputs.iter().map(|s| s.id).collect(),
             outputs: outputs.iter().map(|s| s.id).collect(),
             body: Box::new(Body(op)),
+            cycle: None,
         });
         outputs
     }
@@ -362,12 +382,51 @@ impl Graph {
         self.add_operator(kind, op, inputs, 0);
     }
 
-    /// Follows connects back to the stream an operator produces.
+    /// A stream fed from outside the graph (another process or thread) through `feed`.
+    pub fn external_input<T: Element>(&mut self, name: &str) -> (ExternalFeed<T>, Stream<T>) {
+        let s = self.new_stream::<T>(name.to_string(), None);
+        let feed = ExternalFeed {
+            slot: Arc::new(FeedSlot {
+                chans: Mutex::new(None),
+                ready: Condvar::new(),
+                pending: Mutex::new(vec![]),
+            }),
+        };
+        self.streams[s.id].external = Some(Box::new(feed.clone()));
+        (feed, s)
+    }
+
+    /// A link that receives every element of `s` and is read outside the graph (a ring writer).
+    ///
+    /// `cycle` puts the link on a feedback cycle that spans processes.
+    pub fn external_output<T: Element>(
+        &mut self,
+        s: &Stream<T>,
+        cfg: LinkConfig,
+        cycle: Option<Arc<CycleCounter>>,
+    ) -> Arc<Channel<T>> {
+        let c = Channel::with_cycle(cfg, cycle);
+        self.streams[s.id].drains.push(Box::new(c.clone()));
+        c
+    }
+
+    /// The index of the node added last (for [`Graph::set_cycle`]).
+    pub fn last_node(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// Declares node `node` a member of a feedback cycle computed by the caller (one that
+    /// spans processes, which this graph alone cannot see).
+    pub fn set_cycle(&mut self, node: usize, cycle: CycleOverride) {
+        self.nodes[node].cycle = Some(cycle);
+    }
+
+    /// Follows connects back to the stream an operator (or an external feed) produces.
     fn resolve(&self, mut s: usize) -> Result<usize, GraphError> {
         let mut steps = 0;
         loop {
             let e = &self.streams[s];
-            if e.producer.is_some() {
+            if e.producer.is_some() || e.external.is_some() {
                 return Ok(s);
             }
             match e.fed_by {
@@ -387,11 +446,96 @@ impl Graph {
     }
 }
 
+/// The typed side of an external feed, erased: receives the links of its consumers.
+pub(crate) trait ErasedFeed: Send {
+    fn add(&self, link: AnyLink);
+    fn ready(&self);
+}
+
+struct FeedSlot<T> {
+    chans: Mutex<Option<Vec<Arc<Channel<T>>>>>,
+    ready: Condvar,
+    pending: Mutex<Vec<Arc<Channel<T>>>>,
+}
+
+/// The producer side of a stream fed from outside the graph: push batches from any thread.
+pub struct ExternalFeed<T> {
+    slot: Arc<FeedSlot<T>>,
+}
+
+impl<T> Clone for ExternalFeed<T> {
+    fn clone(&self) -> Self {
+        ExternalFeed {
+            slot: self.slot.clone(),
+        }
+    }
+}
+
+impl<T: Element> ErasedFeed for ExternalFeed<T> {
+    fn add(&self, link: AnyLink) {
+        self.slot
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(downcast::<T>(link));
+    }
+
+    fn ready(&self) {
+        let chans = std::mem::take(&mut *self.slot.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        *self.slot.chans.lock().unwrap_or_else(|e| e.into_inner()) = Some(chans);
+        self.slot.ready.notify_all();
+    }
+}
+
+impl<T: Element> ExternalFeed<T> {
+    /// Blocks until the graph runs, then returns the links to every consumer.
+    pub fn links(&self) -> Vec<Arc<Channel<T>>> {
+        let mut g = self.slot.chans.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(c) = g.as_ref() {
+                return c.clone();
+            }
+            g = self.slot.ready.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Pushes a batch to every consumer, waiting while a link is full.
+    pub fn push(&self, batch: Vec<T>) {
+        let links = self.links();
+        let n = links.len();
+        let mut batch = Some(batch);
+        for (i, l) in links.iter().enumerate() {
+            let mut b = if i + 1 == n {
+                batch.take().unwrap_or_default()
+            } else {
+                batch.clone().unwrap_or_default()
+            };
+            l.push_blocking(&mut b, None);
+        }
+    }
+
+    /// Ends the stream for every consumer.
+    pub fn close(&self, end: End) {
+        for l in self.links() {
+            l.close(end);
+        }
+    }
+}
+
+/// Where an input port's data comes from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    /// Output `port` of node `node`.
+    Node(usize, usize),
+    /// The external feed of stream `stream`.
+    External(usize),
+}
+
 /// A graph checked and ready to start.
 struct Runner {
     g: Graph,
-    /// For each node and input port: the producing (node, port).
-    feeds: Vec<Vec<(usize, usize)>>,
+    /// For each node and input port: where its data comes from.
+    feeds: Vec<Vec<Feed>>,
 }
 
 impl Runner {
@@ -410,7 +554,10 @@ impl Runner {
             let mut f = vec![];
             for &s in &n.inputs {
                 let r = g.resolve(s)?;
-                f.push(g.streams[r].producer.expect("resolve returns produced streams"));
+                f.push(match g.streams[r].producer {
+                    Some((p, pp)) => Feed::Node(p, pp),
+                    None => Feed::External(r),
+                });
             }
             feeds.push(f);
         }
@@ -418,23 +565,39 @@ impl Runner {
     }
 
     fn run(self) -> Result<Report, RunError> {
-        let Runner { g, feeds } = self;
+        let Runner { mut g, feeds } = self;
         let n = g.nodes.len();
         let mut adj = vec![vec![]; n];
         for (c, f) in feeds.iter().enumerate() {
-            for &(p, _) in f {
-                adj[p].push(c);
+            for feed in f {
+                if let Feed::Node(p, _) = *feed {
+                    adj[p].push(c);
+                }
             }
         }
         let comp = cycles(&adj);
-        // Cycle counters: one per operator (until started) plus one per input entering the cycle.
+        // Local cycle counters: one reason per operator (until started) plus one per input
+        // entering the cycle (until it ends); elements in flight are added as they move.
         let mut counters: HashMap<usize, Arc<CycleCounter>> = HashMap::new();
+        let mut node_cycle: Vec<Option<Arc<CycleCounter>>> = vec![None; n];
+        let mut intra_of: Vec<Vec<bool>> = vec![];
         for v in 0..n {
+            if let Some(o) = &g.nodes[v].cycle {
+                node_cycle[v] = Some(o.counter.clone());
+                intra_of.push(o.intra.clone());
+                continue;
+            }
+            let intra: Vec<bool> = feeds[v]
+                .iter()
+                .map(|f| matches!(*f, Feed::Node(p, _) if comp[v].is_some() && comp[p] == comp[v]))
+                .collect();
             if let Some(c) = comp[v] {
-                let ext = feeds[v].iter().filter(|(p, _)| comp[*p] != Some(c)).count() as i64;
+                let ext = intra.iter().filter(|x| !**x).count() as i64;
                 let counter = counters.entry(c).or_insert_with(|| CycleCounter::new(0));
                 counter.add(1 + ext);
+                node_cycle[v] = Some(counter.clone());
             }
+            intra_of.push(intra);
         }
         let names: Vec<Arc<str>> = g.nodes.iter().map(|x| Arc::from(x.name.as_str())).collect();
         let run = RunShared::new(names.clone());
@@ -442,24 +605,45 @@ impl Runner {
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
         let mut outputs: Vec<Vec<Vec<AnyLink>>> =
             g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
-        let mut producer_links: Vec<Vec<Vec<usize>>> =
-            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
         for c in 0..n {
-            for (port, &(p, pp)) in feeds[c].iter().enumerate() {
-                let intra = comp[c].is_some() && comp[c] == comp[p];
-                let stream = g.nodes[p].outputs[pp];
+            for (port, feed) in feeds[c].iter().enumerate() {
+                let intra = intra_of[c][port];
+                let stream = match *feed {
+                    Feed::Node(p, pp) => g.nodes[p].outputs[pp],
+                    Feed::External(s) => s,
+                };
                 let mut cfg = g.streams[stream].link.unwrap_or(g.default_link);
                 if intra {
                     // Bounded links on a feedback cycle can deadlock it: cycles are unbounded.
                     cfg.capacity = usize::MAX;
                     cfg.overflow = crate::link::local::Overflow::Block;
                 }
-                let counter = if intra { counters.get(&comp[c].unwrap_or(usize::MAX)).cloned() } else { None };
-                let (a, b) = g.nodes[c].body.make_input(cfg, counter);
-                inputs[c].push((a, intra));
-                outputs[p][pp].push(b);
-                producer_links[p][pp].push(c);
-                let _ = port;
+                let counter = if intra { node_cycle[c].clone() } else { None };
+                match *feed {
+                    Feed::Node(p, pp) => {
+                        let (a, b) = g.nodes[c].body.make_input(cfg, counter, true);
+                        inputs[c].push((a, intra));
+                        outputs[p][pp].push(b);
+                    }
+                    Feed::External(s) => {
+                        // Elements from outside were counted by their producer already.
+                        let (a, b) = g.nodes[c].body.make_input(cfg, counter, false);
+                        inputs[c].push((a, intra));
+                        if let Some(f) = &g.streams[s].external {
+                            f.add(b);
+                        }
+                    }
+                }
+            }
+        }
+        for v in 0..n {
+            for (pp, &s) in g.nodes[v].outputs.iter().enumerate() {
+                outputs[v][pp].append(&mut g.streams[s].drains);
+            }
+        }
+        for s in &g.streams {
+            if let Some(f) = &s.external {
+                f.ready();
             }
         }
         let stream_names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
@@ -477,17 +661,15 @@ impl Runner {
                 sys.block_on(async {
                     let system = System::current();
                     run2.set_stopper(Box::new(move || system.stop()));
-                    let mut bodies = bodies;
                     let mut inputs = inputs;
                     let mut outputs = outputs;
-                    for (id, body) in bodies.drain(..).enumerate() {
-                        let comp_counter = comp[id].and_then(|c| counters.get(&c).cloned());
+                    for (id, body) in bodies.into_iter().enumerate() {
                         let w = ErasedWiring {
                             id,
                             name: names[id].clone(),
                             inputs: std::mem::take(&mut inputs[id]),
                             outputs: std::mem::take(&mut outputs[id]),
-                            cycle: comp_counter,
+                            cycle: node_cycle[id].clone(),
                             run: run2.clone(),
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
@@ -516,7 +698,6 @@ impl Runner {
                 report.streams.push((stream_names[s].clone(), c));
             }
         }
-        let _ = producer_links;
         match joined {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(RunError::Runtime(e)),
@@ -525,7 +706,6 @@ impl Runner {
         if !failures.is_empty() {
             return Err(RunError::Failed(failures, report));
         }
-        debug_assert!(run.all_done());
         Ok(report)
     }
 }

@@ -102,3 +102,30 @@ fn a_panicking_closure_fails_the_run_with_the_operator_name() {
         other => panic!("expected a failure, got {other:?}"),
     }
 }
+
+#[test]
+fn two_graphs_joined_by_external_links_act_as_one() {
+    use tributary::link::local::Recv;
+    let mut a = Graph::new();
+    let x = a.source_iter(0..10_000i64);
+    let drain = a.external_output(&x, LinkConfig { capacity: 64, overflow: Overflow::Block }, None);
+    let mut b = Graph::new();
+    let (feed, xs) = b.external_input::<i64>("x");
+    let y = b.map_element(&xs, |v| v + 1);
+    let out = b.collect(&y);
+    let relay = std::thread::spawn(move || loop {
+        match drain.take_blocking(None) {
+            Recv::Batch(batch) => feed.push(batch),
+            Recv::End(e) => {
+                feed.close(e);
+                break;
+            }
+            Recv::Empty => {}
+        }
+    });
+    let tb = std::thread::spawn(move || b.run().unwrap());
+    a.run().unwrap();
+    relay.join().unwrap();
+    tb.join().unwrap();
+    assert_eq!(out.take(), (1..=10_000i64).collect::<Vec<_>>());
+}

@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::cycle::CycleCounter;
@@ -81,7 +81,8 @@ pub struct Channel<T> {
     data: Condvar,
     config: LinkConfig,
     drops: AtomicU64,
-    cycle: Option<Arc<CycleCounter>>,
+    /// The feedback cycle's counter, and whether a push here adds to it.
+    cycle: OnceLock<(Arc<CycleCounter>, bool)>,
 }
 
 impl<T> Channel<T> {
@@ -90,8 +91,22 @@ impl<T> Channel<T> {
         Self::with_cycle(config, None)
     }
 
-    /// A new link that counts its batches in flight for a feedback cycle's quiescence.
+    /// A new link that counts its elements in flight for a feedback cycle's quiescence.
     pub fn with_cycle(config: LinkConfig, cycle: Option<Arc<CycleCounter>>) -> Arc<Self> {
+        let c = Self::make(config);
+        if let Some(cycle) = cycle {
+            c.set_cycle(cycle, true);
+        }
+        c
+    }
+
+    /// Puts the link on a feedback cycle; `count_push` is false where the elements pushed were
+    /// already counted upstream (a link fed from another process).
+    pub fn set_cycle(&self, cycle: Arc<CycleCounter>, count_push: bool) {
+        let _ = self.cycle.set((cycle, count_push));
+    }
+
+    fn make(config: LinkConfig) -> Arc<Self> {
         Arc::new(Channel {
             state: Mutex::new(State {
                 batches: VecDeque::new(),
@@ -107,7 +122,7 @@ impl<T> Channel<T> {
             data: Condvar::new(),
             config,
             drops: AtomicU64::new(0),
-            cycle,
+            cycle: OnceLock::new(),
         })
     }
 
@@ -124,7 +139,7 @@ impl<T> Channel<T> {
 
     /// The cycle counter, when this link is inside a feedback cycle.
     pub fn cycle(&self) -> Option<&Arc<CycleCounter>> {
-        self.cycle.as_ref()
+        self.cycle.get().map(|c| &c.0)
     }
 
     /// Elements dropped so far by a lossy overflow policy.
@@ -216,8 +231,8 @@ impl<T> Channel<T> {
                 }
             }
         }
-        if let Some(c) = &self.cycle {
-            c.add(1);
+        if let Some((c, true)) = self.cycle.get() {
+            c.add(batch.len() as i64);
         }
         st.len += batch.len();
         st.batches.push_back(batch);
