@@ -58,7 +58,9 @@ impl Diagnostic {
         let start = floor_char_boundary(source, span.start.min(source.len()));
         let end = floor_char_boundary(source, span.end.clamp(start, source.len()));
         let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
-        let line_end = source[start..].find('\n').map_or(source.len(), |i| start + i);
+        let line_end = source[start..]
+            .find('\n')
+            .map_or(source.len(), |i| start + i);
         let line = source[..start].matches('\n').count() + 1;
         let col = source[line_start..start].chars().count() + 1;
         let text = source[line_start..line_end].trim_end_matches('\r');
@@ -131,7 +133,13 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 impl fmt::Display for Diagnostic {
     /// Renders `error: FILE:LINE:COL: message`, then a cargo-style snippet and the hint.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{}: {}: {}", self.severity, self.location(), self.message)?;
+        writeln!(
+            f,
+            "{}: {}: {}",
+            self.severity,
+            self.location(),
+            self.message
+        )?;
         let gutter = self.line.to_string().len();
         let pad = " ".repeat(gutter);
         if let (Some(text), true) = (&self.source_line, self.line > 0) {
@@ -217,7 +225,10 @@ impl Diagnostics {
                 "error: could not load manifest {file}: {errors} error{}{}\n",
                 if errors == 1 { "" } else { "s" },
                 if warnings > 0 {
-                    format!(", {warnings} warning{}", if warnings == 1 { "" } else { "s" })
+                    format!(
+                        ", {warnings} warning{}",
+                        if warnings == 1 { "" } else { "s" }
+                    )
                 } else {
                     String::new()
                 }

@@ -138,7 +138,7 @@ impl KindSpec {
                 keys.push(k.clone());
             }
         }
-        if self.family == Family::Source && !keys.iter().any(|k| k == "interval") {
+        if self.is_source() && !keys.iter().any(|k| k == "interval") {
             keys.push("interval".into());
         }
         keys
@@ -169,6 +169,7 @@ const WIN: &[&str] = &["window"];
 const TIMED: &[&str] = &["duration"];
 
 /// The built-in kinds: adding one is adding a line here.
+#[rustfmt::skip]
 const BUILTIN: &[Row] = &[
     // sources and sinks (MANIFEST.md); every source also takes `interval`
     ("source.list", Source, No_, One, NoFn, &["values"], &[]),
@@ -332,7 +333,9 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 
 /// The candidate closest to `name`, if within a third of its length in edits (at least 1, at most 3).
 pub fn closest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
-    let limit = (name.chars().count() / 3).clamp(1, 3);
+    let len = name.chars().count();
+    // within a third of the length, and never a complete rewrite of a short name
+    let limit = (len / 3).clamp(1, 3).min(len.saturating_sub(1));
     let lower = name.to_lowercase().replace('-', "_");
     candidates
         .map(|c| (edit_distance(&lower, c), c))
@@ -349,15 +352,60 @@ mod tests {
     fn table_covers_catalog() {
         let t = KindTable::builtin();
         for k in [
-            "map_element", "filter_element", "sink_element", "copy", "prepend",
-            "exponential_smoothing", "map_list", "sink_list", "merge_list", "zip_map_list",
-            "map_window", "map_window_list", "sink_window", "split_window", "merge_window",
-            "multi_window", "sliding_window_with_startup", "timed_window", "zip_map",
-            "zip_stream", "timed_zip", "merge_asynch", "blend", "mix", "weave", "timed_mix",
-            "split_element", "unzip", "separate", "unmix", "timed_unzip", "multi_element", "iot",
-            "iot_merge", "source.list", "source.range", "source.file", "source.stdin",
-            "source_fn", "source.exec", "sink.file", "sink.stdout", "sink.exec", "sink.null",
-            "add", "sub", "mul", "div", "lt", "le", "eq", "ne", "gt", "ge",
+            "map_element",
+            "filter_element",
+            "sink_element",
+            "copy",
+            "prepend",
+            "exponential_smoothing",
+            "map_list",
+            "sink_list",
+            "merge_list",
+            "zip_map_list",
+            "map_window",
+            "map_window_list",
+            "sink_window",
+            "split_window",
+            "merge_window",
+            "multi_window",
+            "sliding_window_with_startup",
+            "timed_window",
+            "zip_map",
+            "zip_stream",
+            "timed_zip",
+            "merge_asynch",
+            "blend",
+            "mix",
+            "weave",
+            "timed_mix",
+            "split_element",
+            "unzip",
+            "separate",
+            "unmix",
+            "timed_unzip",
+            "multi_element",
+            "iot",
+            "iot_merge",
+            "source.list",
+            "source.range",
+            "source.file",
+            "source.stdin",
+            "source_fn",
+            "source.exec",
+            "sink.file",
+            "sink.stdout",
+            "sink.exec",
+            "sink.null",
+            "add",
+            "sub",
+            "mul",
+            "div",
+            "lt",
+            "le",
+            "eq",
+            "ne",
+            "gt",
+            "ge",
         ] {
             assert!(t.get(k).is_some(), "{k} missing");
         }
@@ -375,5 +423,7 @@ mod tests {
         assert_eq!(t.suggest("sink.fle"), Some("sink.file"));
         assert_eq!(t.suggest("zzzzzzzzzz"), None);
         assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(closest("q", ["y"].into_iter()), None);
+        assert_eq!(closest("xx", ["x"].into_iter()), Some("x"));
     }
 }

@@ -592,7 +592,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         None => (num, ""),
     };
     let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-    if int.is_empty() || !digits_ok(int) || !digits_ok(frac) || (num.contains('.') && frac.is_empty())
+    if int.is_empty()
+        || !digits_ok(int)
+        || !digits_ok(frac)
+        || (num.contains('.') && frac.is_empty())
     {
         return Err(format!("bad number in duration \"{s}\""));
     }
@@ -627,7 +630,17 @@ mod tests {
         assert_eq!(parse_duration(" 3s "), Ok(Duration::from_secs(3)));
         assert_eq!(parse_duration("7µs"), Ok(Duration::from_micros(7)));
         for bad in [
-            "", "10", "s", "-1s", "1.s", ".5s", "1..5s", "1e3s", "5 parsecs", "10 m s", "1.2.3s",
+            "",
+            "10",
+            "s",
+            "-1s",
+            "1.s",
+            ".5s",
+            "1..5s",
+            "1e3s",
+            "5 parsecs",
+            "10 m s",
+            "1.2.3s",
             "99999999999999999999999h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");

@@ -30,7 +30,12 @@ fn errs(text: &str) -> Vec<Diagnostic> {
 /// The single error of `text`; panics (showing them) if there is not exactly one.
 fn one_err(text: &str) -> Diagnostic {
     let e = errs(text);
-    assert_eq!(e.len(), 1, "expected one error, got:\n{}", Diagnostics(e.clone()).render());
+    assert_eq!(
+        e.len(),
+        1,
+        "expected one error, got:\n{}",
+        Diagnostics(e.clone()).render()
+    );
     e.into_iter().next().unwrap()
 }
 
@@ -94,7 +99,10 @@ fn case_14_missing_window() {
     assert_eq!(d.errors().count(), 1, "{}", d.render());
     let e = d.errors().next().unwrap();
     at(e, 10, 1);
-    assert_eq!(e.message, "operator \"sum_every_4\" (map_window) needs `window`");
+    assert_eq!(
+        e.message,
+        "operator \"sum_every_4\" (map_window) needs `window`"
+    );
     assert_eq!(e.hint.as_deref(), Some("add `window = <integer >= 1>`"));
 }
 
@@ -103,7 +111,8 @@ fn rendering_is_cargo_style() {
     let text = std::fs::read_to_string(fixtures().join("14-bad-missing-window.toml")).unwrap();
     let d = parse(&text, Path::new("pipeline.toml")).unwrap_err();
     let r = d.iter().next().unwrap().to_string();
-    let expect = "error: pipeline.toml:10:1: operator \"sum_every_4\" (map_window) needs `window`\n  \
+    let expect =
+        "error: pipeline.toml:10:1: operator \"sum_every_4\" (map_window) needs `window`\n  \
                   --> pipeline.toml:10:1\n   |\n10 | [[operator]]\n   | ^^^^^^^^^^^^\n   \
                   = hint: add `window = <integer >= 1>`\n";
     assert_eq!(r, expect);
@@ -185,10 +194,14 @@ fn missing_name_and_op() {
 
 #[test]
 fn duplicate_operator_names() {
-    let text = with("[[operator]]\nname = \"src\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n");
+    let text = with(
+        "[[operator]]\nname = \"src\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n",
+    );
     let e = one_err(&text);
     at(&e, 9, 8);
-    assert!(e.message.contains("duplicate operator name \"src\" (first used at line 3)"));
+    assert!(e
+        .message
+        .contains("duplicate operator name \"src\" (first used at line 3)"));
 }
 
 #[test]
@@ -196,7 +209,10 @@ fn unknown_key_lists_valid_keys() {
     let text = with("[[operator]]\nname = \"m\"\nop = \"map_window\"\nin = \"x\"\nout = \"y\"\nagg = \"sum\"\nwindow = 2\nwindw = 3\n");
     let e = one_err(&text);
     at(&e, 15, 1);
-    assert_eq!(e.message, "unknown key `windw` in operator \"m\" (map_window)");
+    assert_eq!(
+        e.message,
+        "unknown key `windw` in operator \"m\" (map_window)"
+    );
     let h = e.hint.unwrap();
     assert!(h.starts_with("did you mean `window`?"), "{h}");
     assert!(h.contains("`initial_value`"));
@@ -205,7 +221,9 @@ fn unknown_key_lists_valid_keys() {
 #[test]
 fn in_out_shapes() {
     // a zip needs a list
-    let e = one_err(&with("[[operator]]\nname = \"z\"\nop = \"zip_map\"\nin = \"x\"\nout = \"y\"\nfn = \"1\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"z\"\nop = \"zip_map\"\nin = \"x\"\nout = \"y\"\nfn = \"1\"\n",
+    ));
     at(&e, 11, 6);
     assert!(e.message.contains("takes a list of streams in `in`"));
     // a split needs a list
@@ -220,32 +238,47 @@ fn in_out_shapes() {
     at(&e, 11, 6);
     assert!(e.message.contains("takes one stream"));
     // not a string
-    let e = one_err(&with("[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = 3\nout = \"y\"\nfn = \"x\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = 3\nout = \"y\"\nfn = \"x\"\n",
+    ));
     at(&e, 11, 6);
     // arithmetic zips take exactly two
-    let e = one_err(&with("[[operator]]\nname = \"a\"\nop = \"add\"\nin = [\"x\"]\nout = \"y\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"a\"\nop = \"add\"\nin = [\"x\"]\nout = \"y\"\n",
+    ));
     assert!(e.message.contains("exactly 2"));
-    ok(&with("[[operator]]\nname = \"a\"\nop = \"add\"\nin = [\"x\", \"x\"]\nout = \"y\"\n"));
+    ok(&with(
+        "[[operator]]\nname = \"a\"\nop = \"add\"\nin = [\"x\", \"x\"]\nout = \"y\"\n",
+    ));
     // sinks have no out, sources no in
     let text = SRC_SINK.replace("in = \"y\"", "in = \"x\"\nout = \"q\"");
     let e = one_err(&text);
-    assert_eq!(e.message, "operator \"w\" (sink.file) is a sink and takes no `out`");
+    assert_eq!(
+        e.message,
+        "operator \"w\" (sink.file) is a sink and takes no `out`"
+    );
     at(&e, 12, 1);
     let text = SRC_SINK.replace("out = \"x\"", "out = \"y\"\nin = \"y\"");
     let e = one_err(&text);
     assert!(e.message.contains("is a source and takes no `in`"));
     at(&e, 6, 1);
     // a missing in
-    let e = one_err(&with("[[operator]]\nname = \"m\"\nop = \"map_element\"\nout = \"y\"\nfn = \"x\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"m\"\nop = \"map_element\"\nout = \"y\"\nfn = \"x\"\n",
+    ));
     assert_eq!(e.message, "operator \"m\" (map_element) needs `in`");
     at(&e, 8, 1);
 }
 
 #[test]
 fn functions_and_aggs() {
-    let e = one_err(&with("[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\n",
+    ));
     assert_eq!(e.message, "operator \"m\" (map_element) needs `fn`");
-    let e = one_err(&with("[[operator]]\nname = \"m\"\nop = \"map_window\"\nin = \"x\"\nout = \"y\"\nwindow = 2\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"m\"\nop = \"map_window\"\nin = \"x\"\nout = \"y\"\nwindow = 2\n",
+    ));
     assert_eq!(e.message, "operator \"m\" (map_window) needs `fn` or `agg`");
     let e = one_err(&with(
         "[[operator]]\nname = \"m\"\nop = \"map_window\"\nin = \"x\"\nout = \"y\"\nwindow = 2\nfn = \"1\"\nagg = \"sum\"\n",
@@ -257,7 +290,9 @@ fn functions_and_aggs() {
     // agg is not for map_window_list; fn is not for copy
     let e = one_err(&with("[[operator]]\nname = \"m\"\nop = \"map_window_list\"\nin = \"x\"\nout = \"y\"\nwindow = 2\nfn = \"[]\"\nagg = \"sum\"\n"));
     assert!(e.message.contains("takes no `agg`"));
-    let e = one_err(&with("[[operator]]\nname = \"c\"\nop = \"copy\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"c\"\nop = \"copy\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n",
+    ));
     assert_eq!(e.message, "operator \"c\" (copy) takes no `fn`");
     at(&e, 13, 1);
 }
@@ -281,25 +316,55 @@ fn bad_values() {
         assert_eq!(e.line, *line, "{e}");
     }
     // sources and sinks
-    let src = |body: &str| format!("[[operator]]\nname = \"s\"\n{body}\n[[operator]]\nname = \"w\"\nop = \"sink.null\"\nin = \"x\"\n");
+    let src = |body: &str| {
+        format!("[[operator]]\nname = \"s\"\n{body}\n[[operator]]\nname = \"w\"\nop = \"sink.null\"\nin = \"x\"\n")
+    };
     for (body, key) in [
-        ("op = \"source.range\"\nout = \"x\"\nend = 3\nstep = 0", "`step`"),
+        (
+            "op = \"source.range\"\nout = \"x\"\nend = 3\nstep = 0",
+            "`step`",
+        ),
         ("op = \"source.range\"\nout = \"x\"\nend = 3.5", "`end`"),
         ("op = \"source.list\"\nout = \"x\"\nvalues = 1", "`values`"),
-        ("op = \"source.file\"\nout = \"x\"\npath = \"a\"\nformat = \"json\"", "`format`"),
-        ("op = \"source.exec\"\nout = \"x\"\ncommand = []", "`command`"),
-        ("op = \"source.exec\"\nout = \"x\"\ncommand = \"python3 a.py\"", "`command`"),
-        ("op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = \"10\"", "`interval`"),
-        ("op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = 10", "`interval`"),
-        ("op = \"source_fn\"\nout = \"x\"\nfn = \"x\"\ncount = -1", "`count`"),
+        (
+            "op = \"source.file\"\nout = \"x\"\npath = \"a\"\nformat = \"json\"",
+            "`format`",
+        ),
+        (
+            "op = \"source.exec\"\nout = \"x\"\ncommand = []",
+            "`command`",
+        ),
+        (
+            "op = \"source.exec\"\nout = \"x\"\ncommand = \"python3 a.py\"",
+            "`command`",
+        ),
+        (
+            "op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = \"10\"",
+            "`interval`",
+        ),
+        (
+            "op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = 10",
+            "`interval`",
+        ),
+        (
+            "op = \"source_fn\"\nout = \"x\"\nfn = \"x\"\ncount = -1",
+            "`count`",
+        ),
         ("op = \"source.file\"\nout = \"x\"", "needs `path`"),
     ] {
         let e = one_err(&src(body));
         assert!(e.message.contains(key), "{body}: {e}");
     }
-    let e = one_err(&src("op = \"source.file\"\nout = \"x\"\npath = \"a\"\nformat = \"json\""));
-    assert_eq!(e.hint.as_deref(), Some("did you mean \"jsonl\"? expected one of \"lines\", \"jsonl\", \"csv\""));
-    ok(&src("op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = \"1.5ms\""));
+    let e = one_err(&src(
+        "op = \"source.file\"\nout = \"x\"\npath = \"a\"\nformat = \"json\"",
+    ));
+    assert_eq!(
+        e.hint.as_deref(),
+        Some("did you mean \"jsonl\"? expected one of \"lines\", \"jsonl\", \"csv\"")
+    );
+    ok(&src(
+        "op = \"source.list\"\nout = \"x\"\nvalues = []\ninterval = \"1.5ms\"",
+    ));
 }
 
 #[test]
@@ -309,8 +374,14 @@ fn merge_window_arrays() {
                 [[operator]]\nname = \"m\"\nop = \"merge_window\"\nin = [\"a\", \"b\"]\nout = \"y\"\nfn = \"1\"\n";
     let sink = "[[operator]]\nname = \"w\"\nop = \"sink.null\"\nin = \"y\"\n";
     let m = ok(&format!("{base}window = [2, 3]\nstep = 1\n{sink}"));
-    assert_eq!(m.operator("m").unwrap().get_usize_per_input("window", 2), Some(vec![2, 3]));
-    assert_eq!(m.operator("m").unwrap().get_usize_per_input("step", 2), Some(vec![1, 1]));
+    assert_eq!(
+        m.operator("m").unwrap().get_usize_per_input("window", 2),
+        Some(vec![2, 3])
+    );
+    assert_eq!(
+        m.operator("m").unwrap().get_usize_per_input("step", 2),
+        Some(vec![1, 1])
+    );
     let e = one_err(&format!("{base}window = [2, 3, 4]\n{sink}"));
     assert!(e.message.contains("3 values for 2 inputs"));
     let e = one_err(&format!("{base}window = [2, 0]\n{sink}"));
@@ -325,7 +396,9 @@ fn stream_rules() {
     // a consumed stream nobody produces, with a suggestion
     let e = one_err(&SRC_SINK.replace("in = \"y\"", "in = \"xx\""));
     at(&e, 11, 6);
-    assert!(e.message.contains("stream \"xx\" is consumed by \"w\" but produced by no operator"));
+    assert!(e
+        .message
+        .contains("stream \"xx\" is consumed by \"w\" but produced by no operator"));
     assert_eq!(e.hint.as_deref(), Some("did you mean \"x\"?"));
     // a produced stream nobody consumes: a warning only
     let m = ok(&with(
@@ -336,14 +409,18 @@ fn stream_rules() {
     assert!(m.warnings[0].message.contains("\"unused\""));
     assert_eq!(m.warnings[0].severity, Severity::Warning);
     // the same operator listing a stream twice
-    let e = one_err(&with("[[operator]]\nname = \"c\"\nop = \"copy\"\nin = \"x\"\nout = [\"y\", \"y\"]\n"));
+    let e = one_err(&with(
+        "[[operator]]\nname = \"c\"\nop = \"copy\"\nin = \"x\"\nout = [\"y\", \"y\"]\n",
+    ));
     assert!(e.message.contains("listed twice"));
     at(&e, 12, 13);
 }
 
 #[test]
 fn stream_declarations() {
-    let good = with("[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n");
+    let good = with(
+        "[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n",
+    );
     let m = ok(&format!(
         "[[stream]]\nname = \"x\"\ntype = \"i64\"\ncapacity = 8\noverflow = \"drop_oldest\"\non_error = \"skip\"\n{good}"
     ));
@@ -375,7 +452,9 @@ fn stream_declarations() {
     at(&e[1], 6, 8);
     assert!(e[1].message.contains("declared twice"));
     at(&e[2], 8, 8);
-    assert!(e[2].message.contains("\"ghost\" is declared but produced by no operator"));
+    assert!(e[2]
+        .message
+        .contains("\"ghost\" is declared but produced by no operator"));
 }
 
 #[test]
@@ -392,7 +471,10 @@ fn groups_and_supervisor() {
     assert_eq!(g.restart, Restart::Transient);
     assert_eq!(g.max_restarts, 2);
     assert_eq!(g.within, Duration::from_secs(30));
-    assert_eq!(g.backoff, (Duration::from_millis(1), Duration::from_secs(2)));
+    assert_eq!(
+        g.backoff,
+        (Duration::from_millis(1), Duration::from_secs(2))
+    );
     assert_eq!(g.heartbeat_timeout, Some(Duration::from_millis(500)));
     assert_eq!(m.supervisor.strategy, Strategy::RestForOne);
     assert_eq!(m.operator("m").unwrap().group.as_deref(), Some("edge"));
@@ -418,9 +500,17 @@ fn groups_and_supervisor() {
         with(body)
     ));
     let lines: Vec<usize> = e.iter().map(|d| d.line).collect();
-    assert_eq!(lines, vec![2, 3, 6, 7, 8, 9, 10, 11, 12], "{}", Diagnostics(e.clone()).render());
+    assert_eq!(
+        lines,
+        vec![2, 3, 6, 7, 8, 9, 10, 11, 12],
+        "{}",
+        Diagnostics(e.clone()).render()
+    );
     assert!(e[8].message.contains("declared twice"));
-    let e = one_err(&format!("[[group]]\nplacement = \"thread\"\n{}", with(body).replace("group = \"edge\"\n", "")));
+    let e = one_err(&format!(
+        "[[group]]\nplacement = \"thread\"\n{}",
+        with(body).replace("group = \"edge\"\n", "")
+    ));
     assert!(e.message.contains("group entry at line 1 needs `name`"));
 }
 
@@ -470,7 +560,10 @@ command = ["python3", "consume.py"]
     let m = parse(text, Path::new("/tmp/cases/demo/pipeline.toml")).unwrap();
     assert_eq!(m.name.as_deref(), Some("demo"));
     assert_eq!(m.dir, Path::new("/tmp/cases/demo"));
-    assert_eq!(m.resolve("out/p.jsonl"), Path::new("/tmp/cases/demo/out/p.jsonl"));
+    assert_eq!(
+        m.resolve("out/p.jsonl"),
+        Path::new("/tmp/cases/demo/out/p.jsonl")
+    );
     assert_eq!(m.resolve("/abs/f"), Path::new("/abs/f"));
     assert_eq!(m.operators.len(), 5);
     let src = &m.operators[0];
@@ -498,7 +591,10 @@ command = ["python3", "consume.py"]
     assert_eq!(&text[sm.span.clone()], "[[operator]]");
     let u = m.operator("u").unwrap();
     assert_eq!((u.op.as_str(), u.kind.as_str()), ("unmix", "separate"));
-    assert_eq!(m.operator("w1").unwrap().format_or(Format::Jsonl), Format::Jsonl);
+    assert_eq!(
+        m.operator("w1").unwrap().format_or(Format::Jsonl),
+        Format::Jsonl
+    );
     assert_eq!(
         m.operator("w2").unwrap().get_strings("command"),
         Some(vec!["python3".to_string(), "consume.py".to_string()])
@@ -520,7 +616,9 @@ fn single_line_script_position() {
 
 #[test]
 fn custom_kinds() {
-    let text = with("[[operator]]\nname = \"c\"\nop = \"my.scale\"\nin = \"x\"\nout = \"y\"\nfactor = 3\n");
+    let text = with(
+        "[[operator]]\nname = \"c\"\nop = \"my.scale\"\nin = \"x\"\nout = \"y\"\nfactor = 3\n",
+    );
     let e = one_err(&text);
     assert!(e.message.contains("unknown operator kind \"my.scale\""));
     let mut kinds = KindTable::builtin();
@@ -536,14 +634,23 @@ fn custom_kinds() {
     assert_eq!(m.operator("c").unwrap().get_i64("factor"), Some(3));
     let bad = text.replace("factor = 3", "offset = 1");
     let d = parse_with(&bad, Path::new("pipeline.toml"), &kinds).unwrap_err();
-    assert_eq!(d.errors().next().unwrap().message, "operator \"c\" (my.scale) needs `factor`");
+    assert_eq!(
+        d.errors().next().unwrap().message,
+        "operator \"c\" (my.scale) needs `factor`"
+    );
     assert!(kinds.register_alias("my.mul", "my.scale"));
     assert_eq!(kinds.get("my.mul").unwrap().canonical(), "my.scale");
 }
 
 #[test]
 fn diagnostics_helpers() {
-    let d = Diagnostic::at(Severity::Warning, Path::new("p.toml"), "a = 1\nbé = \"x\"\n", 12..15, "m");
+    let d = Diagnostic::at(
+        Severity::Warning,
+        Path::new("p.toml"),
+        "a = 1\nbé = \"x\"\n",
+        12..15,
+        "m",
+    );
     assert_eq!((d.line, d.col, d.width), (2, 6, 3));
     assert_eq!(d.location(), "p.toml:2:6");
     assert!(d.to_string().starts_with("warning: p.toml:2:6: m\n"));

@@ -96,8 +96,13 @@ pub fn validate(text: &str, path: &Path, kinds: &KindTable) -> Result<Manifest, 
                 } else {
                     cx.error(
                         value.span(),
-                        format!("`supervisor` must be a table, found {}", value.get_ref().type_str()),
-                        Some("write `[supervisor]` followed by `strategy = \"one_for_one\"`".into()),
+                        format!(
+                            "`supervisor` must be a table, found {}",
+                            value.get_ref().type_str()
+                        ),
+                        Some(
+                            "write `[supervisor]` followed by `strategy = \"one_for_one\"`".into(),
+                        ),
                     );
                 }
             }
@@ -109,10 +114,17 @@ pub fn validate(text: &str, path: &Path, kinds: &KindTable) -> Result<Manifest, 
             }
             _ => {
                 let hint = match closest(k, TOP_LEVEL_KEYS.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`? top-level keys are {}", list(&TOP_LEVEL_KEYS)),
+                    Some(s) => format!(
+                        "did you mean `{s}`? top-level keys are {}",
+                        list(&TOP_LEVEL_KEYS)
+                    ),
                     None => format!("top-level keys are {}", list(&TOP_LEVEL_KEYS)),
                 };
-                cx.error(key.span(), format!("unknown top-level key `{k}`"), Some(hint));
+                cx.error(
+                    key.span(),
+                    format!("unknown top-level key `{k}`"),
+                    Some(hint),
+                );
             }
         }
     }
@@ -207,7 +219,10 @@ impl<'a> Ctx<'a> {
     fn type_error(&mut self, v: &DeItem<'_>, what: &str, expected: &str) {
         self.error(
             v.span(),
-            format!("{what} must be {expected}, found {}", v.get_ref().type_str()),
+            format!(
+                "{what} must be {expected}, found {}",
+                v.get_ref().type_str()
+            ),
             None,
         );
     }
@@ -238,8 +253,13 @@ impl<'a> Ctx<'a> {
             }
             other => self.error(
                 key.span(),
-                format!("`{what}` must be an array of tables, found {}", other.type_str()),
-                Some(format!("write `[[{what}]]` (double brackets) for each entry")),
+                format!(
+                    "`{what}` must be an array of tables, found {}",
+                    other.type_str()
+                ),
+                Some(format!(
+                    "write `[[{what}]]` (double brackets) for each entry"
+                )),
             ),
         }
         out
@@ -252,7 +272,11 @@ impl<'a> Ctx<'a> {
             DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
                 Ok(n) => Value::Int(n),
                 Err(_) => {
-                    self.error(v.span(), format!("integer {i} does not fit in 64 bits"), None);
+                    self.error(
+                        v.span(),
+                        format!("integer {i} does not fit in 64 bits"),
+                        None,
+                    );
                     Value::Null
                 }
             },
@@ -277,7 +301,11 @@ impl<'a> Ctx<'a> {
                     Some(s) => format!("did you mean `{s}`? valid keys: {}", list(allowed)),
                     None => format!("valid keys: {}", list(allowed)),
                 };
-                self.error(k.span(), format!("unknown key `{name}` in {what}"), Some(hint));
+                self.error(
+                    k.span(),
+                    format!("unknown key `{name}` in {what}"),
+                    Some(hint),
+                );
             }
         }
     }
@@ -297,7 +325,9 @@ impl<'a> Ctx<'a> {
                 Some(x) => Some(x),
                 None => {
                     let hint = match closest(s, names.iter().copied()) {
-                        Some(c) => format!("did you mean \"{c}\"? expected one of {}", quoted(names)),
+                        Some(c) => {
+                            format!("did you mean \"{c}\"? expected one of {}", quoted(names))
+                        }
                         None => format!("expected one of {}", quoted(names)),
                     };
                     self.error(
@@ -323,7 +353,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// A duration-string value; `positive` rejects zero.
-    fn duration(&mut self, v: &DeItem<'_>, key: &str, what: &str, positive: bool) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        v: &DeItem<'_>,
+        key: &str,
+        what: &str,
+        positive: bool,
+    ) -> Option<Duration> {
         let Some(s) = v.get_ref().as_str() else {
             self.error(
                 v.span(),
@@ -337,7 +373,11 @@ impl<'a> Ctx<'a> {
         };
         match parse_duration(s) {
             Ok(d) if positive && d.is_zero() => {
-                self.error(v.span(), format!("`{key}` in {what} must be > 0, found \"{s}\""), None);
+                self.error(
+                    v.span(),
+                    format!("`{key}` in {what} must be > 0, found \"{s}\""),
+                    None,
+                );
                 None
             }
             Ok(d) => Some(d),
@@ -383,10 +423,22 @@ impl<'a> Ctx<'a> {
         self.unknown_keys(t, &STREAM_KEYS, &what);
         let mut d = StreamDecl::default_for(name.as_ref().map_or("", |(n, _)| n));
         d.span = Some(header);
-        if let Some(ty) = self.choice(t, "type", &what, &["any", "i64", "f64", "bool", "str"], StreamType::parse) {
+        if let Some(ty) = self.choice(
+            t,
+            "type",
+            &what,
+            &["any", "i64", "f64", "bool", "str"],
+            StreamType::parse,
+        ) {
             d.ty = ty;
         }
-        if let Some(o) = self.choice(t, "overflow", &what, &["block", "drop_oldest", "drop_newest"], Overflow::parse) {
+        if let Some(o) = self.choice(
+            t,
+            "overflow",
+            &what,
+            &["block", "drop_oldest", "drop_newest"],
+            Overflow::parse,
+        ) {
             d.overflow = o;
         }
         if let Some(o) = self.choice(t, "on_error", &what, &["fail", "skip"], OnError::parse) {
@@ -414,7 +466,13 @@ impl<'a> Ctx<'a> {
         self.unknown_keys(t, &GROUP_KEYS, &what);
         let mut g = GroupDecl::default_for(name.as_ref().map_or("", |(n, _)| n));
         g.span = header;
-        if let Some(p) = self.choice(t, "placement", &what, &["process", "thread"], Placement::parse) {
+        if let Some(p) = self.choice(
+            t,
+            "placement",
+            &what,
+            &["process", "thread"],
+            Placement::parse,
+        ) {
             g.placement = p;
         }
         if let Some(r) = self.choice(
@@ -503,23 +561,38 @@ impl<'a> Ctx<'a> {
     }
 
     /// An `in`/`out` value: the names with their spans, and whether it was a list.
-    fn streams(&mut self, v: &DeItem<'_>, key: &str, label: &str) -> Option<(Vec<(String, Span)>, bool)> {
+    fn streams(
+        &mut self,
+        v: &DeItem<'_>,
+        key: &str,
+        label: &str,
+    ) -> Option<(Vec<(String, Span)>, bool)> {
         let bad = |cx: &mut Self, span: Span, found: &str| {
             cx.error(
                 span,
-                format!("`{key}` of {label} must be a stream name or a list of names, found {found}"),
+                format!(
+                    "`{key}` of {label} must be a stream name or a list of names, found {found}"
+                ),
                 Some(format!("write `{key} = \"x\"` or `{key} = [\"x\", \"y\"]`")),
             );
         };
         match v.get_ref() {
             DeValue::String(s) if s.is_empty() => {
-                self.error(v.span(), format!("empty stream name in `{key}` of {label}"), None);
+                self.error(
+                    v.span(),
+                    format!("empty stream name in `{key}` of {label}"),
+                    None,
+                );
                 None
             }
             DeValue::String(s) => Some((vec![(s.to_string(), v.span())], false)),
             DeValue::Array(items) => {
                 if items.is_empty() {
-                    self.error(v.span(), format!("`{key}` of {label} is an empty list"), None);
+                    self.error(
+                        v.span(),
+                        format!("`{key}` of {label} is an empty list"),
+                        None,
+                    );
                     return None;
                 }
                 let mut out = Vec::new();
@@ -527,12 +600,20 @@ impl<'a> Ctx<'a> {
                 for item in items.iter() {
                     match item.get_ref().as_str() {
                         Some("") => {
-                            self.error(item.span(), format!("empty stream name in `{key}` of {label}"), None);
+                            self.error(
+                                item.span(),
+                                format!("empty stream name in `{key}` of {label}"),
+                                None,
+                            );
                             ok = false;
                         }
                         Some(s) => out.push((s.to_string(), item.span())),
                         None => {
-                            bad(self, item.span(), &format!("a list holding {}", item.get_ref().type_str()));
+                            bad(
+                                self,
+                                item.span(),
+                                &format!("a list holding {}", item.get_ref().type_str()),
+                            );
                             ok = false;
                         }
                     }
@@ -547,7 +628,15 @@ impl<'a> Ctx<'a> {
     }
 
     /// Checks the shape of `in`/`out` against the kind's arity.
-    fn arity(&mut self, v: &DeItem<'_>, key: &str, label: &str, arity: Arity, n: usize, is_list: bool) -> bool {
+    fn arity(
+        &mut self,
+        v: &DeItem<'_>,
+        key: &str,
+        label: &str,
+        arity: Arity,
+        n: usize,
+        is_list: bool,
+    ) -> bool {
         let msg = match arity {
             Arity::One if n > 1 => Some((
                 format!("{label} takes one stream in `{key}`, found a list of {n}"),
@@ -560,7 +649,11 @@ impl<'a> Ctx<'a> {
             Arity::Exactly(k) if !is_list || n != k => Some((
                 format!(
                     "{label} takes a list of exactly {k} streams in `{key}`, found {}",
-                    if is_list { format!("{n}") } else { "a string".into() }
+                    if is_list {
+                        format!("{n}")
+                    } else {
+                        "a string".into()
+                    }
                 ),
                 format!("write `{key} = [\"a\", \"b\"]`"),
             )),
@@ -575,7 +668,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    fn operator(&mut self, idx: usize, (header, t): (Span, &DeTable<'_>), kinds: &KindTable) -> OpInfo {
+    fn operator(
+        &mut self,
+        idx: usize,
+        (header, t): (Span, &DeTable<'_>),
+        kinds: &KindTable,
+    ) -> OpInfo {
         let line = self.line(&header);
         let mut ok = true;
         let name = match t.get("name") {
@@ -637,7 +735,11 @@ impl<'a> Ctx<'a> {
                         Some(s) => format!("did you mean \"{s}\"?"),
                         None => "see OPERATORS.md for the operator kinds".to_string(),
                     };
-                    self.error(span.clone(), format!("unknown operator kind \"{o}\" in {who}"), Some(hint));
+                    self.error(
+                        span.clone(),
+                        format!("unknown operator kind \"{o}\" in {who}"),
+                        Some(hint),
+                    );
                     ok = false;
                     None
                 }
@@ -720,10 +822,14 @@ impl<'a> Ctx<'a> {
                     format!("{label} is a sink and takes no `out`"),
                     "remove `out`".to_string(),
                 ),
-                "fn" | "state" | "params" | "agg" if !valid_refs.contains(&"fn") || key == "agg" => (
-                    format!("{label} takes no `{key}`"),
-                    format!("valid keys: {}", list(&valid_refs)),
-                ),
+                "fn" | "state" | "params" | "agg"
+                    if !valid_refs.contains(&"fn") || key == "agg" =>
+                {
+                    (
+                        format!("{label} takes no `{key}`"),
+                        format!("valid keys: {}", list(&valid_refs)),
+                    )
+                }
                 _ => (
                     format!("unknown key `{key}` in {label}"),
                     match closest(key, valid_refs.iter().copied()) {
@@ -740,19 +846,28 @@ impl<'a> Ctx<'a> {
         let has_agg = t.contains_key("agg");
         match spec.func {
             FnUse::Required if !has_fn => {
-                self.error(header.clone(), format!("{label} needs `fn`"), Some("add `fn = \"<script>\"`".into()));
+                self.error(
+                    header.clone(),
+                    format!("{label} needs `fn`"),
+                    Some("add `fn = \"<script>\"`".into()),
+                );
                 ok = false;
             }
             FnUse::FnOrAgg if !has_fn && !has_agg => {
                 self.error(
                     header.clone(),
                     format!("{label} needs `fn` or `agg`"),
-                    Some(format!("add `fn = \"<script>\"` or `agg = ` one of {}", quoted(&Agg::NAMES))),
+                    Some(format!(
+                        "add `fn = \"<script>\"` or `agg = ` one of {}",
+                        quoted(&Agg::NAMES)
+                    )),
                 );
                 ok = false;
             }
             FnUse::FnOrAgg if has_fn && has_agg => {
-                let span = t.get_key_value("agg").map_or(header.clone(), |(k, _)| k.span());
+                let span = t
+                    .get_key_value("agg")
+                    .map_or(header.clone(), |(k, _)| k.span());
                 self.error(
                     span,
                     format!("{label} has both `fn` and `agg`"),
@@ -800,7 +915,11 @@ impl<'a> Ctx<'a> {
             match self.value(v) {
                 Value::Map(m) => params = m,
                 _ => {
-                    self.type_error(v, &format!("`params` of {label}"), "a table (e.g. `{ addend = 2 }`)");
+                    self.type_error(
+                        v,
+                        &format!("`params` of {label}"),
+                        "a table (e.g. `{ addend = 2 }`)",
+                    );
                     ok = false;
                 }
             }
@@ -824,7 +943,11 @@ impl<'a> Ctx<'a> {
         if spec.canonical() == "exponential_smoothing" {
             if let Some(v) = t.get("state") {
                 if self.number(v).is_none() {
-                    self.error(v.span(), format!("`state` of {label} must be a number"), None);
+                    self.error(
+                        v.span(),
+                        format!("`state` of {label} must be a number"),
+                        None,
+                    );
                     ok = false;
                 }
             }
@@ -878,7 +1001,14 @@ impl<'a> Ctx<'a> {
     }
 
     /// Checks the value of a built-in kind's key; false (and an error) when it is bad.
-    fn check_value(&mut self, spec: &KindSpec, key: &str, v: &DeItem<'_>, label: &str, n_inputs: usize) -> bool {
+    fn check_value(
+        &mut self,
+        spec: &KindSpec,
+        key: &str,
+        v: &DeItem<'_>,
+        label: &str,
+        n_inputs: usize,
+    ) -> bool {
         let kind = spec.canonical();
         let per_input = matches!(kind, "merge_window" | "multi_window");
         let problem: Option<(String, Option<String>)> = match key {
@@ -926,20 +1056,29 @@ impl<'a> Ctx<'a> {
             },
             "values" => (!v.get_ref().is_array()).then(|| {
                 (
-                    format!("`values` of {label} must be an array, found {}", v.get_ref().type_str()),
+                    format!(
+                        "`values` of {label} must be an array, found {}",
+                        v.get_ref().type_str()
+                    ),
                     Some("e.g. `values = [1, 2, 3]`".into()),
                 )
             }),
             "path" => match v.get_ref().as_str() {
                 Some(s) if !s.is_empty() => None,
-                _ => Some((format!("`path` of {label} must be a non-empty string"), None)),
+                _ => Some((
+                    format!("`path` of {label} must be a non-empty string"),
+                    None,
+                )),
             },
             "format" => match v.get_ref().as_str() {
                 Some(s) if Format::parse(s).is_some() => None,
                 Some(s) => Some((
                     format!("bad `format` \"{s}\" in {label}"),
                     Some(match closest(s, Format::NAMES.iter().copied()) {
-                        Some(c) => format!("did you mean \"{c}\"? expected one of {}", quoted(&Format::NAMES)),
+                        Some(c) => format!(
+                            "did you mean \"{c}\"? expected one of {}",
+                            quoted(&Format::NAMES)
+                        ),
                         None => format!("expected one of {}", quoted(&Format::NAMES)),
                     }),
                 )),
@@ -966,7 +1105,8 @@ impl<'a> Ctx<'a> {
                     Some(format!("expected one of {}", quoted(&Agg::NAMES))),
                 )),
             },
-            "flush" => (!v.get_ref().is_bool()).then(|| (format!("`flush` of {label} must be true or false"), None)),
+            "flush" => (!v.get_ref().is_bool())
+                .then(|| (format!("`flush` of {label} must be true or false"), None)),
             "alpha" => self
                 .number(v)
                 .is_none()
@@ -1011,7 +1151,10 @@ impl<'a> Ctx<'a> {
             if let Some(first) = seen.get(s.name.as_str()) {
                 self.error(
                     span.clone(),
-                    format!("stream \"{}\" is declared twice (first at line {first})", s.name),
+                    format!(
+                        "stream \"{}\" is declared twice (first at line {first})",
+                        s.name
+                    ),
                     None,
                 );
             } else {
@@ -1023,7 +1166,10 @@ impl<'a> Ctx<'a> {
             if let Some(first) = seen.get(g.name.as_str()) {
                 self.error(
                     g.span.clone(),
-                    format!("group \"{}\" is declared twice (first at line {first})", g.name),
+                    format!(
+                        "group \"{}\" is declared twice (first at line {first})",
+                        g.name
+                    ),
                     None,
                 );
             } else {
@@ -1045,12 +1191,17 @@ impl<'a> Ctx<'a> {
                         let msg = if *first == me {
                             format!("stream \"{s}\" is listed twice in `out` of {me} (line {line})")
                         } else {
-                            format!("stream \"{s}\" is produced by both {first} (line {line}) and {me}")
+                            format!(
+                                "stream \"{s}\" is produced by both {first} (line {line}) and {me}"
+                            )
                         };
                         self.error(
                             span.clone(),
                             msg,
-                            Some("a stream has exactly one producer; use `copy` or another name".into()),
+                            Some(
+                                "a stream has exactly one producer; use `copy` or another name"
+                                    .into(),
+                            ),
                         );
                     }
                     None => {
@@ -1072,7 +1223,10 @@ impl<'a> Ctx<'a> {
                     };
                     self.error(
                         span.clone(),
-                        format!("stream \"{s}\" is consumed by {} but produced by no operator", op_name(op)),
+                        format!(
+                            "stream \"{s}\" is consumed by {} but produced by no operator",
+                            op_name(op)
+                        ),
                         Some(hint),
                     );
                 }
@@ -1082,8 +1236,14 @@ impl<'a> Ctx<'a> {
                     if !consumed.contains(s.as_str()) {
                         self.warn(
                             span.clone(),
-                            format!("stream \"{s}\" produced by {} is consumed by no operator", op_name(op)),
-                            Some("its elements are discarded; `sink.null` makes that explicit".into()),
+                            format!(
+                                "stream \"{s}\" produced by {} is consumed by no operator",
+                                op_name(op)
+                            ),
+                            Some(
+                                "its elements are discarded; `sink.null` makes that explicit"
+                                    .into(),
+                            ),
                         );
                     }
                 }
@@ -1093,8 +1253,14 @@ impl<'a> Ctx<'a> {
             if !producer.contains_key(s.name.as_str()) && !consumed.contains(s.name.as_str()) {
                 self.error(
                     span.clone(),
-                    format!("stream \"{}\" is declared but produced by no operator", s.name),
-                    Some(format!("add an operator with `out = \"{}\"`, or remove the declaration", s.name)),
+                    format!(
+                        "stream \"{}\" is declared but produced by no operator",
+                        s.name
+                    ),
+                    Some(format!(
+                        "add an operator with `out = \"{}\"`, or remove the declaration",
+                        s.name
+                    )),
                 );
             }
         }
