@@ -4,6 +4,22 @@
 //! [`Diagnostics`], each pointing at `FILE:LINE:COL` of the offending value. The operator kinds
 //! come from a [`KindTable`]: the built-ins of MANIFEST.md and OPERATORS.md, to which an
 //! embedding application may add its own ([`load_with`], [`parse_with`]).
+//!
+//! Where MANIFEST.md is silent, this module decides:
+//! - `source.range` needs `end`; `start` defaults to 0 and `step` to 1 (any non-zero integer).
+//! - A single-stream `in`/`out` may also be written as a one-name list; a multi-stream one must
+//!   be a list (`add` ... `ge` take exactly two streams).
+//! - `format` of a sink defaults to `jsonl`; of a source, to the extension of `path`
+//!   ([`OperatorDecl::effective_format`]).
+//! - `merge_window`/`multi_window` take `window`/`step` as an integer or one integer per input.
+//! - Durations are strings (`"30s"`); a bare number is an error (no unit to guess).
+//! - Warnings (the manifest still loads, see [`Manifest::warnings`]): a stream produced but
+//!   consumed by no operator, a group with no operator.
+//! - A stream declared with `[[stream]]` that no operator produces or consumes is an error;
+//!   a consumed stream nobody produces is reported at each consuming `in` entry.
+//! - TOML syntax errors stop validation (the rest would only repeat them).
+
+#![warn(missing_docs)]
 
 pub mod diagnostic;
 pub mod kinds;

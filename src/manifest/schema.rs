@@ -542,6 +542,27 @@ impl OperatorDecl {
         self.format().unwrap_or(default)
     }
 
+    /// The effective line format: `format` if given; else `jsonl` for sinks, and for sources
+    /// the extension of `path` (`.jsonl`/`.json` → jsonl, `.csv` → csv, anything else → lines).
+    pub fn effective_format(&self) -> Format {
+        if let Some(f) = self.format() {
+            return f;
+        }
+        if self.kind.starts_with("sink.") {
+            return Format::Jsonl;
+        }
+        let ext = self
+            .get_str("path")
+            .and_then(|p| Path::new(p).extension())
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
+            Some("csv") => Format::Csv,
+            _ => Format::Lines,
+        }
+    }
+
     /// The source `interval` (pause between elements), if given.
     pub fn interval(&self) -> Option<Duration> {
         self.get_duration("interval")

@@ -595,6 +595,17 @@ command = ["python3", "consume.py"]
         m.operator("w1").unwrap().format_or(Format::Jsonl),
         Format::Jsonl
     );
+    assert_eq!(m.operator("w1").unwrap().effective_format(), Format::Jsonl);
+    assert_eq!(m.operator("src").unwrap().effective_format(), Format::Lines);
+    let f = ok(
+        "[[operator]]\nname = \"s\"\nop = \"source.file\"\nout = \"x\"\npath = \"in/a.CSV\"\n\
+                [[operator]]\nname = \"t\"\nop = \"source.file\"\nout = \"y\"\npath = \"b.jsonl\"\n\
+                [[operator]]\nname = \"w\"\nop = \"zip_stream\"\nin = [\"x\", \"y\"]\nout = \"z\"\n\
+                [[operator]]\nname = \"o\"\nop = \"sink.stdout\"\nin = \"z\"\nformat = \"csv\"\n",
+    );
+    assert_eq!(f.operator("s").unwrap().effective_format(), Format::Csv);
+    assert_eq!(f.operator("t").unwrap().effective_format(), Format::Jsonl);
+    assert_eq!(f.operator("o").unwrap().effective_format(), Format::Csv);
     assert_eq!(
         m.operator("w2").unwrap().get_strings("command"),
         Some(vec!["python3".to_string(), "consume.py".to_string()])
