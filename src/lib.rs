@@ -4,9 +4,11 @@
 //! and [`Graph::run`] it; or run a manifest with the `tributary` binary.
 
 pub mod actor;
+pub mod codec;
 pub mod cycle;
 pub mod emit;
 pub mod link;
+pub mod manifest;
 pub mod operator;
 pub mod pipeline;
 pub mod run;
