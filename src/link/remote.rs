@@ -102,7 +102,7 @@ pub fn spawn_reader<T: Element>(
             loop {
                 match ring.read_exact(&mut head) {
                     Ok(()) => {}
-                    Err(ShmError::Eof) => return Err(RemoteError::Truncated(link)),
+                    Err(ShmError::Eof { .. }) => return Err(RemoteError::Truncated(link)),
                     Err(source) => return Err(RemoteError::Ring { link, source }),
                 }
                 let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
@@ -110,7 +110,7 @@ pub fn spawn_reader<T: Element>(
                     TAG_BATCH => {
                         payload.resize(len, 0);
                         ring.read_exact(&mut payload).map_err(|e| match e {
-                            ShmError::Eof => RemoteError::Truncated(link.clone()),
+                            ShmError::Eof { .. } => RemoteError::Truncated(link.clone()),
                             source => RemoteError::Ring {
                                 link: link.clone(),
                                 source,

@@ -1,0 +1,1270 @@
+//! Shared-memory single-producer/single-consumer byte ring between two OS processes (or threads).
+//!
+//! # Layout
+//!
+//! A [`ShmRegion`] (a `memfd` mapped `MAP_SHARED`) holds a [`HEADER_SIZE`]-byte header
+//! followed by a power-of-two byte buffer. The header keeps each frequently written word on
+//! its own 128-byte line: `head` (bytes ever written, written only by the writer), `tail`
+//! (bytes ever read, written only by the reader), the two futex words with their "waiting"
+//! flags, and a control line with the magic, capacity, role claims and close flags.
+//!
+//! # Protocol
+//!
+//! * The writer copies bytes into `[head, tail + capacity)` and then publishes with
+//!   `head.store(Release)`; the reader loads `head` with `Acquire` before reading the bytes,
+//!   and publishes the freed space with `tail.store(Release)`, which the writer loads with
+//!   `Acquire` before overwriting. Positions are `u64` byte counts that never wrap.
+//! * A side that has to wait spins a bounded number of times, then sleeps on a futex word
+//!   (shared, not private: the peers can be different processes): it loads the sequence
+//!   word, sets its `waiting` flag, issues a `SeqCst` fence, re-checks the condition, and
+//!   only then calls `FUTEX_WAIT(seq)`.
+//! * The notifier publishes its position, issues a `SeqCst` fence and reads the peer's
+//!   `waiting` flag; only if it is set does it clear it, bump the sequence word and call
+//!   `FUTEX_WAKE`. The two fences make it impossible for both sides to miss each other
+//!   (Dekker), and a bump after the waiter read the sequence makes `FUTEX_WAIT` return at
+//!   once, so no wake-up is lost.
+//! * Closing sets a close flag (`Release`), bumps the peer's sequence word and always wakes.
+//!   A reader sees end-of-stream only once the ring is empty *and* the writer closed, so
+//!   every byte written before the close is delivered. A writer whose reader closed gets
+//!   [`ShmError::PeerClosed`].
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
+use nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
+
+/// Bytes reserved at the start of a ring region for the [`Ring`] header.
+pub const HEADER_SIZE: usize = 1024;
+/// Smallest ring buffer capacity in bytes.
+pub const MIN_CAPACITY: usize = 8;
+/// Largest ring buffer capacity in bytes (1 GiB).
+pub const MAX_CAPACITY: usize = 1 << 30;
+/// Default number of busy-wait iterations before a blocked side sleeps on the futex.
+pub const DEFAULT_SPIN_LIMIT: u32 = 256;
+
+const MAGIC: u64 = 0x7472_6962_7269_6e67; // "tribring"
+const VERSION: u64 = 1;
+
+/// Errors of shared-memory regions and rings.
+#[derive(Debug, thiserror::Error)]
+pub enum ShmError {
+    /// An operating-system call failed.
+    #[error("shared memory: {op} failed ({detail}): {source}")]
+    Os {
+        /// The failing call.
+        op: &'static str,
+        /// What it was doing (name, size, fd).
+        detail: String,
+        /// The OS error.
+        #[source]
+        source: Errno,
+    },
+    /// The requested ring capacity is 0 or too large.
+    #[error("shared memory: invalid ring capacity {requested} (must be {MIN_CAPACITY}..={MAX_CAPACITY} bytes)")]
+    InvalidCapacity {
+        /// The capacity asked for.
+        requested: usize,
+    },
+    /// A region does not hold a valid ring (wrong magic, version or size).
+    #[error("shared memory: not a valid ring region: {reason}")]
+    InvalidRegion {
+        /// Why the region was rejected.
+        reason: String,
+    },
+    /// Another writer (or reader) already attached to this ring.
+    #[error("shared memory: the {role} side of this ring is already attached")]
+    RoleTaken {
+        /// "writer" or "reader".
+        role: &'static str,
+    },
+    /// The deadline passed before the operation completed.
+    #[error("shared memory ring: timed out after transferring {done} bytes")]
+    Timeout {
+        /// Bytes already written or read by this call (resume with the rest).
+        done: usize,
+    },
+    /// The reader closed the ring; the writer can no longer deliver data.
+    #[error("shared memory ring: reader closed after {done} bytes of this write")]
+    PeerClosed {
+        /// Bytes of this call written before the close was seen.
+        done: usize,
+    },
+    /// The writer closed the ring and every byte has been read.
+    #[error("shared memory ring: end of stream after {done} bytes of this read")]
+    Eof {
+        /// Bytes of this call read before end of stream (0: a clean end at a boundary).
+        done: usize,
+    },
+}
+
+impl ShmError {
+    fn os(op: &'static str, detail: impl Into<String>, source: Errno) -> Self {
+        ShmError::Os {
+            op,
+            detail: detail.into(),
+            source,
+        }
+    }
+
+    fn with_done(self, done: usize) -> Self {
+        match self {
+            ShmError::Timeout { .. } => ShmError::Timeout { done },
+            ShmError::PeerClosed { .. } => ShmError::PeerClosed { done },
+            ShmError::Eof { .. } => ShmError::Eof { done },
+            other => other,
+        }
+    }
+}
+
+impl From<ShmError> for io::Error {
+    fn from(e: ShmError) -> Self {
+        let kind = match &e {
+            ShmError::Timeout { .. } => io::ErrorKind::TimedOut,
+            ShmError::PeerClosed { .. } => io::ErrorKind::BrokenPipe,
+            ShmError::Eof { .. } => io::ErrorKind::UnexpectedEof,
+            ShmError::InvalidCapacity { .. } | ShmError::InvalidRegion { .. } => {
+                io::ErrorKind::InvalidInput
+            }
+            ShmError::RoleTaken { .. } => io::ErrorKind::AlreadyExists,
+            ShmError::Os { source, .. } => return io::Error::from_raw_os_error(*source as i32),
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+/// A `memfd`-backed shared memory mapping (`MAP_SHARED`, read/write), unmapped on drop.
+#[derive(Debug)]
+pub struct ShmRegion {
+    ptr: NonNull<u8>,
+    len: usize,
+    fd: OwnedFd,
+}
+
+// SAFETY: the region is a plain shared mapping plus an owned fd; the struct itself holds no
+// thread-affine state, and all concurrent access to the mapped bytes goes through raw pointers
+// whose synchronisation is the user's (here: the ring's atomics) responsibility.
+unsafe impl Send for ShmRegion {}
+// SAFETY: see `Send`; `&ShmRegion` only exposes the pointer, the length and the fd.
+unsafe impl Sync for ShmRegion {}
+
+impl ShmRegion {
+    /// Creates a zero-filled shared region of `len` bytes backed by `memfd_create(name)`.
+    pub fn create(name: &str, len: usize) -> Result<Self, ShmError> {
+        if len == 0 {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("region {name:?}: length must be > 0"),
+            });
+        }
+        let cname = CString::new(name).map_err(|_| ShmError::InvalidRegion {
+            reason: format!("region name {name:?} contains a NUL byte"),
+        })?;
+        let fd = memfd_create(&cname, MemFdCreateFlag::MFD_CLOEXEC)
+            .map_err(|e| ShmError::os("memfd_create", format!("name {name:?}"), e))?;
+        let off_len = libc::off_t::try_from(len).map_err(|_| ShmError::InvalidRegion {
+            reason: format!("region {name:?}: length {len} too large"),
+        })?;
+        nix::unistd::ftruncate(&fd, off_len)
+            .map_err(|e| ShmError::os("ftruncate", format!("name {name:?}, len {len}"), e))?;
+        Self::map(fd, len)
+    }
+
+    /// Maps an inherited or received memfd (or any shareable file); the size comes from `fstat`.
+    pub fn from_fd(fd: OwnedFd) -> Result<Self, ShmError> {
+        let raw = fd.as_raw_fd();
+        let st = nix::sys::stat::fstat(raw)
+            .map_err(|e| ShmError::os("fstat", format!("fd {raw}"), e))?;
+        let len = usize::try_from(st.st_size).unwrap_or(0);
+        if len == 0 {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("fd {raw} has size {}", st.st_size),
+            });
+        }
+        Self::map(fd, len)
+    }
+
+    fn map(fd: OwnedFd, len: usize) -> Result<Self, ShmError> {
+        let nz = std::num::NonZeroUsize::new(len).ok_or_else(|| ShmError::InvalidRegion {
+            reason: "length must be > 0".into(),
+        })?;
+        // SAFETY: we map a fresh address chosen by the kernel (no `addr` hint, no MAP_FIXED), so
+        // no existing Rust object is aliased; the fd is valid for the duration of the call.
+        let ptr = unsafe {
+            mmap(
+                None,
+                nz,
+                ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+                MapFlags::MAP_SHARED,
+                &fd,
+                0,
+            )
+        }
+        .map_err(|e| ShmError::os("mmap", format!("fd {}, len {len}", fd.as_raw_fd()), e))?;
+        Ok(ShmRegion {
+            ptr: ptr.cast(),
+            len,
+            fd,
+        })
+    }
+
+    /// Start of the mapping.
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Always false: a region is never empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The backing memfd (close-on-exec), e.g. to send it over a Unix socket.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// A `dup` of the memfd without `FD_CLOEXEC`, so a child started with `Command` inherits it
+    /// under the same number (`as_raw_fd()`). Drop it in the parent once the child is spawned.
+    /// In a multi-threaded parent prefer [`ShmRegion::pass_to_child`], which does not leak the
+    /// fd into children spawned concurrently by other threads.
+    pub fn inheritable_fd(&self) -> Result<OwnedFd, ShmError> {
+        let raw = self.fd.as_raw_fd();
+        let dup = nix::unistd::dup(raw).map_err(|e| ShmError::os("dup", format!("fd {raw}"), e))?;
+        // SAFETY: `dup` just returned this fd and nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(dup) };
+        fcntl(dup, FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(|e| ShmError::os("fcntl(F_SETFD)", format!("fd {dup}"), e))?;
+        Ok(owned)
+    }
+
+    /// Arranges for the child of `cmd` to find this region's memfd at fd number `child_fd`
+    /// (`dup2` in the child between fork and exec). The region must outlive `cmd.spawn()`.
+    pub fn pass_to_child(&self, cmd: &mut Command, child_fd: RawFd) {
+        let src = self.fd.as_raw_fd();
+        // SAFETY: the closure only calls `dup2`/`fcntl`, which are async-signal-safe, and
+        // allocates nothing, as required between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if src == child_fd {
+                    // dup2 would be a no-op and keep FD_CLOEXEC: clear it instead.
+                    if libc::fcntl(src, libc::F_SETFD, 0) == -1 {
+                        return Err(io::Error::last_os_error());
+                    }
+                } else if libc::dup2(src, child_fd) == -1 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+impl Drop for ShmRegion {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are exactly the mapping created in `map`, and every `RingWriter` /
+        // `RingReader` keeps the region alive through an `Arc`, so nothing refers to it any more.
+        if let Err(e) = unsafe { munmap(self.ptr.cast(), self.len) } {
+            tracing::warn!(error = %e, len = self.len, "munmap of shared memory region failed");
+        }
+    }
+}
+
+/// A 128-byte aligned cell, so that two hot words never share a cache line (nor a prefetch pair).
+#[repr(C, align(128))]
+struct Padded<T>(T);
+
+/// The shared ring header, at offset 0 of the region.
+#[repr(C)]
+struct Header {
+    control: Padded<Control>,
+    /// Bytes ever written (writer-owned).
+    head: Padded<AtomicU64>,
+    /// Bytes ever read (reader-owned).
+    tail: Padded<AtomicU64>,
+    /// Reader's futex: sequence bumped by the writer to wake the reader, and its waiting flag.
+    data: Padded<Doorbell>,
+    /// Writer's futex: sequence bumped by the reader to wake the writer, and its waiting flag.
+    space: Padded<Doorbell>,
+}
+
+#[repr(C)]
+struct Control {
+    magic: AtomicU64,
+    version: AtomicU64,
+    capacity: AtomicU64,
+    writer_claimed: AtomicU32,
+    reader_claimed: AtomicU32,
+    writer_closed: AtomicU32,
+    reader_closed: AtomicU32,
+}
+
+#[repr(C)]
+struct Doorbell {
+    seq: AtomicU32,
+    waiting: AtomicU32,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
+
+impl Doorbell {
+    /// Notifier side: call after publishing a position (the fence pairs with the waiter's).
+    fn ring(&self) {
+        fence(Ordering::SeqCst);
+        if self.waiting.load(Ordering::Relaxed) != 0 && self.waiting.swap(0, Ordering::Relaxed) != 0
+        {
+            self.seq.fetch_add(1, Ordering::Release);
+            futex_wake(&self.seq);
+        }
+    }
+
+    /// Unconditional wake (used by close).
+    fn ring_always(&self) {
+        fence(Ordering::SeqCst);
+        self.waiting.store(0, Ordering::Relaxed);
+        self.seq.fetch_add(1, Ordering::Release);
+        futex_wake(&self.seq);
+    }
+
+    /// Waiter side: sleeps until woken, `ready()` holds, or `deadline` passes.
+    /// Returns `Ok(false)` on timeout, `Ok(true)` when it is worth re-checking.
+    fn wait(
+        &self,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<bool, ShmError> {
+        let seq = self.seq.load(Ordering::Acquire);
+        self.waiting.store(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if ready() {
+            self.waiting.store(0, Ordering::Relaxed);
+            return Ok(true);
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    self.waiting.store(0, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                Some(d - now)
+            }
+        };
+        let r = futex_wait(&self.seq, seq, timeout);
+        self.waiting.store(0, Ordering::Relaxed);
+        r.map(|()| true)
+    }
+}
+
+fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> Result<(), ShmError> {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a valid, aligned u32 in a live mapping (shared futex: no PRIVATE flag,
+    // since the peer may be another process); `ts_ptr` is null or points to a live timespec.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    if r == -1 {
+        match Errno::last() {
+            Errno::EAGAIN | Errno::EINTR | Errno::ETIMEDOUT => Ok(()),
+            e => Err(ShmError::os("futex(FUTEX_WAIT)", "ring doorbell", e)),
+        }
+    } else {
+        Ok(())
+    }
+}
+
+fn futex_wake(word: &AtomicU32) {
+    // SAFETY: `word` is a valid, aligned u32 in a live mapping; FUTEX_WAKE does not dereference
+    // any other argument.
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX) };
+    if r == -1 {
+        // Only EFAULT/EINVAL are possible, i.e. a bug; the waiter's timeout still bounds it.
+        tracing::error!(errno = %Errno::last(), "futex(FUTEX_WAKE) failed");
+    }
+}
+
+/// Common view of a ring region used by both sides.
+struct Shared {
+    region: Arc<ShmRegion>,
+    buf: *mut u8,
+    capacity: u64,
+    mask: u64,
+}
+
+impl Shared {
+    fn new(region: Arc<ShmRegion>) -> Result<Self, ShmError> {
+        let region_len = region.len();
+        if region_len < HEADER_SIZE + MIN_CAPACITY {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("region of {region_len} bytes is too small"),
+            });
+        }
+        let shared = Shared {
+            buf: region.as_ptr().wrapping_add(HEADER_SIZE),
+            capacity: 0,
+            mask: 0,
+            region,
+        };
+        let c = &shared.header().control.0;
+        let magic = c.magic.load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("bad magic {magic:#x}"),
+            });
+        }
+        let version = c.version.load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("ring version {version}, expected {VERSION}"),
+            });
+        }
+        let capacity = c.capacity.load(Ordering::Relaxed);
+        let fits = usize::try_from(capacity)
+            .ok()
+            .and_then(|cap| cap.checked_add(HEADER_SIZE))
+            .is_some_and(|need| need <= region_len);
+        if !capacity.is_power_of_two() || (capacity as usize) < MIN_CAPACITY || !fits {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("capacity {capacity} invalid for a region of {region_len} bytes"),
+            });
+        }
+        Ok(Shared {
+            capacity,
+            mask: capacity - 1,
+            ..shared
+        })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the region is page-aligned, at least HEADER_SIZE >= size_of::<Header>() bytes
+        // long, lives as long as `self`, and the header consists only of atomics, which may be
+        // shared and mutated concurrently (also by another process).
+        unsafe { &*(self.region.as_ptr() as *const Header) }
+    }
+
+    fn claim(&self, role: &'static str) -> Result<(), ShmError> {
+        let c = &self.header().control.0;
+        let flag = if role == "writer" {
+            &c.writer_claimed
+        } else {
+            &c.reader_claimed
+        };
+        flag.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .map(drop)
+            .map_err(|_| ShmError::RoleTaken { role })
+    }
+}
+
+/// Constructors of a shared-memory SPSC byte ring.
+pub struct Ring;
+
+impl Ring {
+    /// Creates a ring region with room for `capacity` bytes (rounded up to a power of two).
+    pub fn create_region(capacity: usize) -> Result<ShmRegion, ShmError> {
+        if !(1..=MAX_CAPACITY).contains(&capacity) {
+            return Err(ShmError::InvalidCapacity {
+                requested: capacity,
+            });
+        }
+        let cap = capacity.next_power_of_two().max(MIN_CAPACITY);
+        let region = ShmRegion::create("tributary-ring", HEADER_SIZE + cap)?;
+        // SAFETY: the fresh region is zero-filled and large enough for the header; see
+        // `Shared::header` for why a shared reference to the atomics is sound.
+        let header = unsafe { &*(region.as_ptr() as *const Header) };
+        let c = &header.control.0;
+        c.version.store(VERSION, Ordering::Relaxed);
+        c.capacity.store(cap as u64, Ordering::Relaxed);
+        c.magic.store(MAGIC, Ordering::Release);
+        Ok(region)
+    }
+
+    /// Creates a ring and both of its ends in this process (threads, tests).
+    pub fn create(capacity: usize) -> Result<(RingWriter, RingReader), ShmError> {
+        let region = Arc::new(Self::create_region(capacity)?);
+        Ok((
+            Self::writer_from_shared(Arc::clone(&region))?,
+            Self::reader_from_shared(region)?,
+        ))
+    }
+
+    /// Attaches the writing end to a ring region (e.g. one mapped with [`ShmRegion::from_fd`]).
+    pub fn writer_from_region(region: ShmRegion) -> Result<RingWriter, ShmError> {
+        Self::writer_from_shared(Arc::new(region))
+    }
+
+    /// Attaches the reading end to a ring region (e.g. one mapped with [`ShmRegion::from_fd`]).
+    pub fn reader_from_region(region: ShmRegion) -> Result<RingReader, ShmError> {
+        Self::reader_from_shared(Arc::new(region))
+    }
+
+    fn writer_from_shared(region: Arc<ShmRegion>) -> Result<RingWriter, ShmError> {
+        let shared = Shared::new(region)?;
+        shared.claim("writer")?;
+        let h = shared.header();
+        let head = h.head.0.load(Ordering::Relaxed);
+        let tail = h.tail.0.load(Ordering::Acquire);
+        Ok(RingWriter {
+            shared,
+            head,
+            cached_tail: tail,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            closed: false,
+        })
+    }
+
+    fn reader_from_shared(region: Arc<ShmRegion>) -> Result<RingReader, ShmError> {
+        let shared = Shared::new(region)?;
+        shared.claim("reader")?;
+        let h = shared.header();
+        let tail = h.tail.0.load(Ordering::Relaxed);
+        let head = h.head.0.load(Ordering::Acquire);
+        Ok(RingReader {
+            shared,
+            tail,
+            cached_head: head,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            closed: false,
+        })
+    }
+}
+
+fn deadline_after(timeout: Duration) -> Option<Instant> {
+    Instant::now().checked_add(timeout)
+}
+
+/// The producing end of a ring; closes the ring on drop.
+pub struct RingWriter {
+    shared: Shared,
+    /// Local copy of `head` (only this side writes it).
+    head: u64,
+    /// Last seen `tail` (refreshed only when the ring looks full).
+    cached_tail: u64,
+    spin_limit: u32,
+    closed: bool,
+}
+
+// SAFETY: the writer exclusively owns the writer role of the ring (claimed in the header) and
+// its raw buffer pointer stays valid through the `Arc<ShmRegion>`; moving it to another thread
+// is fine.
+unsafe impl Send for RingWriter {}
+
+impl RingWriter {
+    /// Ring buffer capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// Sets how many busy-wait iterations precede sleeping on the futex (0: sleep at once).
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        self.spin_limit = spins;
+    }
+
+    /// The underlying shared region (e.g. to pass its fd to the reader's process).
+    pub fn region(&self) -> &ShmRegion {
+        &self.shared.region
+    }
+
+    fn reader_closed(&self) -> bool {
+        self.shared
+            .header()
+            .control
+            .0
+            .reader_closed
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    fn free(&mut self) -> usize {
+        let cap = self.shared.capacity;
+        if self.head - self.cached_tail == cap {
+            self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
+        }
+        (cap - (self.head - self.cached_tail)) as usize
+    }
+
+    /// Copies as much of `buf` as fits without blocking and publishes it; returns the count.
+    pub fn try_write(&mut self, buf: &[u8]) -> Result<usize, ShmError> {
+        if self.reader_closed() {
+            return Err(ShmError::PeerClosed { done: 0 });
+        }
+        let n = buf.len().min(self.free());
+        if n > 0 {
+            self.copy_in(&buf[..n]);
+        }
+        Ok(n)
+    }
+
+    fn copy_in(&mut self, src: &[u8]) {
+        let n = src.len();
+        let off = (self.head & self.shared.mask) as usize;
+        let first = n.min(self.capacity() - off);
+        // SAFETY: `[head, head + n)` lies within `[tail, tail + capacity)`, i.e. is free space
+        // that the reader does not touch until `head` is published below; `off + first <=
+        // capacity` and `n - first <= capacity`, so both copies stay in the buffer, which cannot
+        // overlap `src` (a Rust slice outside the ring's free space).
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.shared.buf.add(off), first);
+            std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.shared.buf, n - first);
+        }
+        self.head += n as u64;
+        let h = self.shared.header();
+        h.head.0.store(self.head, Ordering::Release);
+        h.data.0.ring();
+    }
+
+    /// Blocks until there is free space (returns how much), the reader closes, or `deadline`.
+    fn wait_writable(&mut self, deadline: Option<Instant>) -> Result<usize, ShmError> {
+        for _ in 0..self.spin_limit {
+            let free = self.free();
+            if free > 0 {
+                return Ok(free);
+            }
+            if self.reader_closed() {
+                return Err(ShmError::PeerClosed { done: 0 });
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let free = self.free();
+            if free > 0 {
+                return Ok(free);
+            }
+            if self.reader_closed() {
+                return Err(ShmError::PeerClosed { done: 0 });
+            }
+            let h = self.shared.header();
+            let (head, cap) = (self.head, self.shared.capacity);
+            let ready = || {
+                head - h.tail.0.load(Ordering::Acquire) < cap
+                    || h.control.0.reader_closed.load(Ordering::Acquire) != 0
+            };
+            if !h.space.0.wait(deadline, ready)? {
+                return Err(ShmError::Timeout { done: 0 });
+            }
+        }
+    }
+
+    /// Writes all of `buf`, blocking while the ring is full (no timeout).
+    pub fn write_all(&mut self, buf: &[u8]) -> Result<(), ShmError> {
+        self.write_all_deadline(buf, None)
+    }
+
+    /// Writes all of `buf`, giving up with [`ShmError::Timeout`] after `timeout`.
+    pub fn write_all_timeout(&mut self, buf: &[u8], timeout: Duration) -> Result<(), ShmError> {
+        self.write_all_deadline(buf, deadline_after(timeout))
+    }
+
+    /// Writes all of `buf`, blocking at most until `deadline` (`None`: forever).
+    /// On `Timeout`/`PeerClosed`, `done` tells how many bytes of `buf` went into the ring.
+    pub fn write_all_deadline(
+        &mut self,
+        buf: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), ShmError> {
+        let mut done = 0;
+        while done < buf.len() {
+            if self.reader_closed() {
+                return Err(ShmError::PeerClosed { done });
+            }
+            let free = self
+                .wait_writable(deadline)
+                .map_err(|e| e.with_done(done))?;
+            let n = free.min(buf.len() - done);
+            self.copy_in(&buf[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// Marks the ring writer-closed and wakes the reader (also done on drop).
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    fn close_inner(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let h = self.shared.header();
+            h.control.0.writer_closed.store(1, Ordering::Release);
+            h.data.0.ring_always();
+        }
+    }
+}
+
+impl Drop for RingWriter {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}
+
+impl io::Write for RingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let free = self.wait_writable(None)?;
+        let n = free.min(buf.len());
+        self.copy_in(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The consuming end of a ring; closes the ring (reader side) on drop.
+pub struct RingReader {
+    shared: Shared,
+    /// Local copy of `tail` (only this side writes it).
+    tail: u64,
+    /// Last seen `head` (refreshed only when the ring looks empty).
+    cached_head: u64,
+    spin_limit: u32,
+    closed: bool,
+}
+
+// SAFETY: the reader exclusively owns the reader role of the ring (claimed in the header) and
+// its raw buffer pointer stays valid through the `Arc<ShmRegion>`; moving it to another thread
+// is fine.
+unsafe impl Send for RingReader {}
+
+impl RingReader {
+    /// Ring buffer capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.shared.capacity as usize
+    }
+
+    /// Sets how many busy-wait iterations precede sleeping on the futex (0: sleep at once).
+    pub fn set_spin_limit(&mut self, spins: u32) {
+        self.spin_limit = spins;
+    }
+
+    /// The underlying shared region (e.g. to pass its fd to the writer's process).
+    pub fn region(&self) -> &ShmRegion {
+        &self.shared.region
+    }
+
+    /// Bytes readable right now (without blocking).
+    pub fn available_len(&mut self) -> usize {
+        if self.cached_head == self.tail {
+            self.cached_head = self.shared.header().head.0.load(Ordering::Acquire);
+        }
+        (self.cached_head - self.tail) as usize
+    }
+
+    fn writer_closed(&self) -> bool {
+        self.shared
+            .header()
+            .control
+            .0
+            .writer_closed
+            .load(Ordering::Acquire)
+            != 0
+    }
+
+    /// The readable bytes as two slices (the second is non-empty only at wrap-around), without
+    /// blocking. Release them with [`RingReader::consume`].
+    pub fn available(&mut self) -> (&[u8], &[u8]) {
+        let n = self.available_len();
+        let off = (self.tail & self.shared.mask) as usize;
+        let first = n.min(self.capacity() - off);
+        // SAFETY: `[tail, tail + n)` was published by the writer (Acquire load of `head` in
+        // `available_len`) and the writer will not overwrite it before `tail` moves, which needs
+        // `&mut self` (so these borrows end first). Both ranges are inside the buffer.
+        unsafe {
+            (
+                std::slice::from_raw_parts(self.shared.buf.add(off), first),
+                std::slice::from_raw_parts(self.shared.buf, n - first),
+            )
+        }
+    }
+
+    /// Releases the first `n` readable bytes to the writer. Panics if `n` exceeds what is readable.
+    pub fn consume(&mut self, n: usize) {
+        assert!(
+            n as u64 <= self.cached_head - self.tail,
+            "RingReader::consume({n}) beyond the {} readable bytes",
+            self.cached_head - self.tail
+        );
+        if n == 0 {
+            return;
+        }
+        self.tail += n as u64;
+        let h = self.shared.header();
+        h.tail.0.store(self.tail, Ordering::Release);
+        h.space.0.ring();
+    }
+
+    /// Calls `f` with up to `max` readable bytes as two slices (without blocking) and consumes
+    /// as many bytes as `f` returns (clamped to what it was shown).
+    pub fn read_available(&mut self, max: usize, f: impl FnOnce(&[u8], &[u8]) -> usize) -> usize {
+        let (a, b) = self.available();
+        let a = &a[..a.len().min(max)];
+        let b = &b[..b.len().min(max - a.len())];
+        let n = f(a, b).min(a.len() + b.len());
+        self.consume(n);
+        n
+    }
+
+    /// Blocks until bytes are readable (returns how many) or `deadline`; [`ShmError::Eof`]
+    /// (done 0) once the writer closed and everything was read.
+    pub fn wait_readable(&mut self, deadline: Option<Instant>) -> Result<usize, ShmError> {
+        for _ in 0..self.spin_limit {
+            let n = self.available_len();
+            if n > 0 {
+                return Ok(n);
+            }
+            std::hint::spin_loop();
+        }
+        loop {
+            let n = self.available_len();
+            if n > 0 {
+                return Ok(n);
+            }
+            if self.writer_closed() {
+                // `writer_closed` (Acquire) was stored after the final `head`: reload it.
+                let n = self.available_len();
+                return if n > 0 {
+                    Ok(n)
+                } else {
+                    Err(ShmError::Eof { done: 0 })
+                };
+            }
+            let h = self.shared.header();
+            let tail = self.tail;
+            let ready = || {
+                h.head.0.load(Ordering::Acquire) != tail
+                    || h.control.0.writer_closed.load(Ordering::Acquire) != 0
+            };
+            if !h.data.0.wait(deadline, ready)? {
+                return Err(ShmError::Timeout { done: 0 });
+            }
+        }
+    }
+
+    /// Copies up to `buf.len()` readable bytes without blocking; returns the count (0 if empty).
+    pub fn try_read(&mut self, buf: &mut [u8]) -> usize {
+        self.read_available(buf.len(), |a, b| {
+            buf[..a.len()].copy_from_slice(a);
+            buf[a.len()..a.len() + b.len()].copy_from_slice(b);
+            a.len() + b.len()
+        })
+    }
+
+    /// Blocks until at least one byte is readable and reads up to `buf.len()`; `Ok(0)` at
+    /// end of stream (or for an empty `buf`).
+    pub fn read(&mut self, buf: &mut [u8]) -> Result<usize, ShmError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.wait_readable(None) {
+            Ok(_) => Ok(self.try_read(buf)),
+            Err(ShmError::Eof { .. }) => Ok(0),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Fills `buf`, blocking while the ring is empty (no timeout).
+    pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), ShmError> {
+        self.read_exact_deadline(buf, None)
+    }
+
+    /// Fills `buf`, giving up with [`ShmError::Timeout`] after `timeout`.
+    pub fn read_exact_timeout(
+        &mut self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> Result<(), ShmError> {
+        self.read_exact_deadline(buf, deadline_after(timeout))
+    }
+
+    /// Fills `buf`, blocking at most until `deadline` (`None`: forever). On `Timeout`/`Eof`,
+    /// `done` tells how many bytes of `buf` were filled (`Eof { done: 0 }`: clean end).
+    pub fn read_exact_deadline(
+        &mut self,
+        buf: &mut [u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), ShmError> {
+        let mut done = 0;
+        while done < buf.len() {
+            self.wait_readable(deadline)
+                .map_err(|e| e.with_done(done))?;
+            done += self.try_read(&mut buf[done..]);
+        }
+        Ok(())
+    }
+
+    /// Marks the ring reader-closed and wakes a blocked writer (also done on drop).
+    pub fn close(mut self) {
+        self.close_inner();
+    }
+
+    fn close_inner(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let h = self.shared.header();
+            h.control.0.reader_closed.store(1, Ordering::Release);
+            h.space.0.ring_always();
+        }
+    }
+}
+
+impl Drop for RingReader {
+    fn drop(&mut self) {
+        self.close_inner();
+    }
+}
+
+impl io::Read for RingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        Ok(RingReader::read(self, buf)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    /// xorshift64*: deterministic test data without extra dependencies.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        fn fill(&mut self, buf: &mut [u8]) {
+            for chunk in buf.chunks_mut(8) {
+                let v = self.next().to_le_bytes();
+                chunk.copy_from_slice(&v[..chunk.len()]);
+            }
+        }
+    }
+
+    fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        h
+    }
+
+    const FNV_INIT: u64 = 0xcbf2_9ce4_8422_2325;
+
+    #[test]
+    fn round_trip_random_messages_small_ring() {
+        const TOTAL: usize = 2 << 20;
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        assert_eq!(w.capacity(), 64);
+        let producer = thread::spawn(move || {
+            let mut rng = Rng(0x1234_5678);
+            let mut sum = FNV_INIT;
+            let mut sent = 0;
+            let mut msg = vec![0u8; 1000];
+            while sent < TOTAL {
+                let len = (rng.next() % 1000) as usize;
+                rng.fill(&mut msg[..len]);
+                w.write_all(&(len as u32).to_le_bytes()).unwrap();
+                w.write_all(&msg[..len]).unwrap();
+                sum = fnv1a(sum, &msg[..len]);
+                sent += len;
+            }
+            sum
+        });
+        let mut sum = FNV_INIT;
+        let mut msg = vec![0u8; 1000];
+        let mut messages = 0;
+        loop {
+            let mut len = [0u8; 4];
+            match r.read_exact(&mut len) {
+                Ok(()) => {}
+                Err(ShmError::Eof { done: 0 }) => break,
+                Err(e) => panic!("unexpected {e}"),
+            }
+            let len = u32::from_le_bytes(len) as usize;
+            assert!(len < 1000, "corrupt length prefix {len}");
+            r.read_exact(&mut msg[..len]).unwrap();
+            sum = fnv1a(sum, &msg[..len]);
+            messages += 1;
+        }
+        assert_eq!(sum, producer.join().unwrap());
+        assert!(messages > 2_000, "only {messages} messages");
+    }
+
+    #[test]
+    fn message_larger_than_ring() {
+        let (mut w, mut r) = Ring::create(4096).unwrap();
+        let mut big = vec![0u8; 3 << 20];
+        Rng(99).fill(&mut big);
+        let expected = big.clone();
+        let producer = thread::spawn(move || w.write_all(&big).unwrap());
+        let mut got = vec![0u8; 3 << 20];
+        r.read_exact(&mut got).unwrap();
+        producer.join().unwrap();
+        assert!(got == expected);
+        assert!(matches!(
+            r.read_exact(&mut [0u8; 1]),
+            Err(ShmError::Eof { done: 0 })
+        ));
+    }
+
+    #[test]
+    fn zero_copy_read_available_sees_wrapped_slices() {
+        let (mut w, mut r) = Ring::create(16).unwrap();
+        w.write_all(&[0; 12]).unwrap();
+        r.read_exact(&mut [0; 12]).unwrap();
+        w.write_all(b"abcdefghij").unwrap(); // wraps at offset 16
+        let n = r.read_available(usize::MAX, |a, b| {
+            assert_eq!(a, b"abcd");
+            assert_eq!(b, b"efghij");
+            3
+        });
+        assert_eq!(n, 3);
+        let (a, b) = r.available();
+        assert_eq!((a, b), (&b"d"[..], &b"efghij"[..]));
+        r.consume(7);
+        assert_eq!(r.available_len(), 0);
+        assert_eq!(r.read_available(5, |a, b| a.len() + b.len()), 0);
+    }
+
+    #[test]
+    fn reader_gets_all_data_then_eof() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        w.write_all(b"hello, ").unwrap();
+        let late = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(20));
+            w.write_all(b"world").unwrap();
+            w.close();
+        });
+        let mut out = Vec::new();
+        let mut buf = [0u8; 3];
+        loop {
+            match r.read(&mut buf).unwrap() {
+                0 => break,
+                n => out.extend_from_slice(&buf[..n]),
+            }
+        }
+        late.join().unwrap();
+        assert_eq!(out, b"hello, world");
+        assert!(matches!(
+            r.read_exact(&mut [0u8; 4]),
+            Err(ShmError::Eof { done: 0 })
+        ));
+    }
+
+    #[test]
+    fn eof_in_the_middle_of_read_exact_reports_done() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        w.write_all(b"abc").unwrap();
+        drop(w);
+        let mut buf = [0u8; 8];
+        assert!(matches!(
+            r.read_exact(&mut buf),
+            Err(ShmError::Eof { done: 3 })
+        ));
+        assert_eq!(&buf[..3], b"abc");
+    }
+
+    #[test]
+    fn writer_gets_peer_closed_when_reader_closes() {
+        let (mut w, r) = Ring::create(64).unwrap();
+        let closer = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            r.close();
+        });
+        let start = Instant::now();
+        // 64 bytes fit; the rest blocks until the reader closes.
+        let err = w.write_all(&[7u8; 200]).unwrap_err();
+        assert!(matches!(err, ShmError::PeerClosed { done: 64 }), "{err}");
+        assert!(start.elapsed() >= Duration::from_millis(25));
+        closer.join().unwrap();
+        assert!(matches!(
+            w.write_all(b"x"),
+            Err(ShmError::PeerClosed { done: 0 })
+        ));
+        assert!(matches!(
+            w.try_write(b"x"),
+            Err(ShmError::PeerClosed { .. })
+        ));
+    }
+
+    #[test]
+    fn timeouts_return() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        let t = Instant::now();
+        let err = r
+            .read_exact_timeout(&mut [0u8; 4], Duration::from_millis(50))
+            .unwrap_err();
+        assert!(matches!(err, ShmError::Timeout { done: 0 }), "{err}");
+        let waited = t.elapsed();
+        assert!(waited >= Duration::from_millis(50) && waited < Duration::from_millis(1000));
+
+        w.write_all(&[1u8; 2]).unwrap();
+        let err = r
+            .read_exact_timeout(&mut [0u8; 4], Duration::from_millis(10))
+            .unwrap_err();
+        assert!(matches!(err, ShmError::Timeout { done: 2 }), "{err}");
+
+        let t = Instant::now();
+        let err = w
+            .write_all_timeout(&[0u8; 100], Duration::from_millis(50))
+            .unwrap_err();
+        assert!(matches!(err, ShmError::Timeout { done: 64 }), "{err}");
+        assert!(t.elapsed() >= Duration::from_millis(50));
+    }
+
+    fn thread_cpu_time() -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer for clock_gettime.
+        let r = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(r, 0);
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+
+    #[test]
+    fn idle_wait_sleeps_and_wakes() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        let reader = thread::spawn(move || {
+            let cpu0 = thread_cpu_time();
+            let mut buf = [0u8; 8];
+            r.read_exact(&mut buf).unwrap();
+            (buf, thread_cpu_time() - cpu0)
+        });
+        thread::sleep(Duration::from_millis(300));
+        w.write_all(&42u64.to_le_bytes()).unwrap();
+        let (buf, cpu) = reader.join().unwrap();
+        assert_eq!(u64::from_le_bytes(buf), 42);
+        assert!(
+            cpu < Duration::from_millis(50),
+            "blocked reader burnt {cpu:?} of CPU"
+        );
+    }
+
+    #[test]
+    fn io_traits_and_region_reattach() {
+        use std::io::{Read, Write};
+        let region = Ring::create_region(100).unwrap();
+        assert_eq!(region.len(), HEADER_SIZE + 128);
+        let fd = region.inheritable_fd().unwrap();
+        let flags = fcntl(fd.as_raw_fd(), FcntlArg::F_GETFD).unwrap();
+        assert_eq!(flags & libc::FD_CLOEXEC, 0);
+        let again = ShmRegion::from_fd(fd).unwrap();
+        assert_eq!(again.len(), region.len());
+
+        let mut w = Ring::writer_from_region(region).unwrap();
+        let mut r = Ring::reader_from_region(again).unwrap();
+        assert_eq!(r.capacity(), 128);
+        Write::write_all(&mut w, b"through two mappings").unwrap();
+        drop(w);
+        let mut s = String::new();
+        r.read_to_string(&mut s).unwrap();
+        assert_eq!(s, "through two mappings");
+    }
+
+    #[test]
+    fn rejects_bad_capacity_foreign_region_and_second_writer() {
+        assert!(matches!(
+            Ring::create(0),
+            Err(ShmError::InvalidCapacity { requested: 0 })
+        ));
+        assert!(matches!(
+            Ring::create(MAX_CAPACITY + 1),
+            Err(ShmError::InvalidCapacity { .. })
+        ));
+        let plain = ShmRegion::create("not-a-ring", 4096).unwrap();
+        assert!(matches!(
+            Ring::reader_from_region(plain),
+            Err(ShmError::InvalidRegion { .. })
+        ));
+        let (w, _r) = Ring::create(64).unwrap();
+        let dup = ShmRegion::from_fd(w.region().fd().try_clone_to_owned().unwrap()).unwrap();
+        assert!(matches!(
+            Ring::writer_from_region(dup),
+            Err(ShmError::RoleTaken { role: "writer" })
+        ));
+    }
+
+    const CHILD_FD_ENV: &str = "TRIBUTARY_SHM_TEST_CHILD_FD";
+    const CHILD_FD: RawFd = 57;
+    const CROSS_N: u64 = 200_000;
+
+    /// Child role of `cross_process_u64_stream`; does nothing in a normal test run.
+    #[test]
+    fn cross_process_child() {
+        let Ok(fd) = std::env::var(CHILD_FD_ENV) else {
+            return;
+        };
+        let fd: RawFd = fd.parse().unwrap();
+        // SAFETY: the parent placed the ring's memfd at this number for us, and nothing else
+        // in this process owns it.
+        let region = ShmRegion::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).unwrap();
+        let mut w = Ring::writer_from_region(region).unwrap();
+        let mut batch = Vec::with_capacity(8 * 64);
+        for i in 0..CROSS_N {
+            batch.extend_from_slice(&(i * 3 + 1).to_le_bytes());
+            if batch.len() == batch.capacity() || i + 1 == CROSS_N {
+                w.write_all(&batch).unwrap();
+                batch.clear();
+            }
+        }
+        w.close();
+    }
+
+    #[test]
+    fn cross_process_u64_stream() {
+        let region = Ring::create_region(4096).unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", "shm::tests::cross_process_child", "--nocapture"])
+            .env(CHILD_FD_ENV, CHILD_FD.to_string())
+            .stdout(std::process::Stdio::null());
+        region.pass_to_child(&mut cmd, CHILD_FD);
+        let mut child = cmd.spawn().unwrap();
+        let mut r = Ring::reader_from_region(region).unwrap();
+        let mut buf = [0u8; 8];
+        for i in 0..CROSS_N {
+            if let Err(e) = r.read_exact_timeout(&mut buf, Duration::from_secs(10)) {
+                let _ = child.kill();
+                panic!("value {i}: {e}");
+            }
+            assert_eq!(u64::from_le_bytes(buf), i * 3 + 1, "value {i} out of order");
+        }
+        assert!(matches!(
+            r.read_exact_timeout(&mut buf, Duration::from_secs(10)),
+            Err(ShmError::Eof { done: 0 })
+        ));
+        assert!(child.wait().unwrap().success());
+    }
+}
