@@ -120,6 +120,9 @@ pub enum RunError {
     /// One or more operators failed.
     #[error("{}", .0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
     Failed(Vec<OperatorFailure>, Report),
+    /// The run was stopped through a [`StopHandle`] before it finished.
+    #[error("the run was stopped before it finished")]
+    Stopped(Report),
     /// The actor system could not start.
     #[error("could not start the runtime: {0}")]
     Runtime(String),
@@ -239,6 +242,37 @@ pub struct Graph {
     current_group: Option<usize>,
     next_name: Option<String>,
     default_link: LinkConfig,
+    stop: StopHandle,
+}
+
+/// Stops a run from another thread (a signal handler, a failed neighbour process).
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    inner: Arc<Mutex<(bool, Option<Arc<RunShared>>)>>,
+}
+
+impl StopHandle {
+    /// Stops the run now, or as soon as it starts.
+    pub fn stop(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.0 = true;
+        if let Some(r) = &g.1 {
+            r.cancel();
+        }
+    }
+
+    /// True once `stop` was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    fn attach(&self, run: Arc<RunShared>) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 {
+            run.cancel();
+        }
+        g.1 = Some(run);
+    }
 }
 
 impl Default for Graph {
@@ -258,7 +292,13 @@ impl Graph {
             current_group: None,
             next_name: None,
             default_link: LinkConfig::default(),
+            stop: StopHandle::default(),
         }
+    }
+
+    /// A handle that stops the run from another thread.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
     }
 
     /// Sets the link settings used by streams that have none of their own.
@@ -601,6 +641,7 @@ impl Runner {
         }
         let names: Vec<Arc<str>> = g.nodes.iter().map(|x| Arc::from(x.name.as_str())).collect();
         let run = RunShared::new(names.clone());
+        g.stop.attach(run.clone());
         // Links: one channel per (producer port, consumer port).
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
         let mut outputs: Vec<Vec<Vec<AnyLink>>> =
@@ -705,6 +746,9 @@ impl Runner {
         }
         if !failures.is_empty() {
             return Err(RunError::Failed(failures, report));
+        }
+        if !run.all_done() {
+            return Err(RunError::Stopped(report));
         }
         Ok(report)
     }
