@@ -1,0 +1,3 @@
+//! Tests of the script module.
+
+use super::*;
