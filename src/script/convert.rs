@@ -36,6 +36,41 @@ impl Out {
     }
 }
 
+/// The script-facing name of a Rhai value's type (`i64`, `string`, `array`, `null`, ...).
+pub fn type_name_of(d: &Dynamic) -> &'static str {
+    if d.is_unit() {
+        "()"
+    } else if d.is_int() {
+        "i64"
+    } else if d.is_float() {
+        "f64"
+    } else if d.is_bool() {
+        "bool"
+    } else if d.is_string() {
+        "string"
+    } else if d.is_char() {
+        "char"
+    } else if d.is_array() {
+        "array"
+    } else if d.is_map() {
+        "map"
+    } else if d.is_blob() {
+        "blob"
+    } else if d.is::<Null>() {
+        "null"
+    } else if d.is::<MultiValue>() {
+        "multivalue"
+    } else if d.is_fnptr() {
+        "Fn"
+    } else if d.is_timestamp() {
+        "timestamp"
+    } else if d.is::<std::ops::Range<i64>>() || d.is::<std::ops::RangeInclusive<i64>>() {
+        "range"
+    } else {
+        "an unsupported type"
+    }
+}
+
 /// Converts a value into a Rhai value (null becomes `NULL`, maps become object maps).
 pub fn to_dynamic(v: &Value) -> Dynamic {
     match v {
@@ -129,7 +164,7 @@ pub fn to_out(d: Dynamic) -> Result<Out, String> {
 
 /// Takes an array result apart: each entry is its own `Out`; `n` is the required length, if any.
 pub fn split_entries(d: Dynamic, n: Option<usize>) -> Result<Vec<Out>, String> {
-    let type_name = d.type_name();
+    let type_name = type_name_of(&d);
     let Ok(entries) = d.into_array() else {
         return Err(match n {
             Some(n) => format!("expected an array of {n} entries, got {type_name}"),
@@ -153,7 +188,7 @@ pub fn split_entries(d: Dynamic, n: Option<usize>) -> Result<Vec<Out>, String> {
 
 /// Takes a stateful result `[output, next_state]` apart (the output may be `()` or multivalue).
 pub fn stateful_parts(d: Dynamic) -> Result<(Out, Value), String> {
-    let type_name = d.type_name();
+    let type_name = type_name_of(&d);
     let Ok(mut entries) = d.into_array() else {
         return Err(format!(
             "a stateful fn must return [output, next_state], got {type_name}"

@@ -103,7 +103,9 @@ fn register_extras(engine: &mut Engine) {
     engine.register_fn(
         "sum",
         |a: &mut Array| -> Result<Dynamic, Box<EvalAltResult>> {
-            reduce::sum(a).map(Dynamic::from).map_err(rt_err)
+            reduce::sum(a)
+                .map(reduce::Number::into_dynamic)
+                .map_err(rt_err)
         },
     );
     engine.register_fn("mean", |a: &mut Array| -> Result<f64, Box<EvalAltResult>> {

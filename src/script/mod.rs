@@ -360,6 +360,9 @@ impl ScriptFn {
         if !pos.is_none() && message.ends_with(&suffix) {
             message.truncate(message.len() - suffix.len());
         }
+        // Rhai spells the string type by its Rust names in some messages.
+        let message = message.replace("&str | ImmutableString | String", "string");
+        let mut message = message.replace(std::any::type_name::<Null>(), "null");
         if let EvalAltResult::ErrorInFunctionCall(f, ..) = err {
             message.push_str(&format!(" (in call to function '{f}')"));
         }

@@ -32,9 +32,10 @@ impl From<Number> for Value {
     }
 }
 
-impl From<Number> for Dynamic {
-    fn from(n: Number) -> Dynamic {
-        match n {
+impl Number {
+    /// The number as a Rhai value (INT or FLOAT).
+    pub fn into_dynamic(self) -> Dynamic {
+        match self {
             Number::Int(i) => Dynamic::from_int(i),
             Number::Float(f) => Dynamic::from_float(f),
         }
