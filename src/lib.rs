@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod operator;
 pub mod pipeline;
 pub mod run;
+pub mod script;
 pub mod shm;
 pub mod supervisor;
 pub mod value;

@@ -1,0 +1,305 @@
+//! Native evaluation of simple numeric expressions, reproducing Rhai's semantics exactly.
+//!
+//! A script qualifies when its compiled AST is a single expression built from integer, float and
+//! bool literals, variables, `+ - * / %`, the six comparisons, `&& || !`, unary `-`/`+`.
+//! Evaluation returns `None` whenever Rhai would do something else than the plain numeric result
+//! (an error, a type this evaluator does not handle, a mixed-type comparison); the caller then
+//! runs the real Rhai call, so results (and error messages) are always identical.
+
+use rhai::{Expr, Stmt, Token, AST, FLOAT};
+
+use crate::Value;
+
+/// A scalar the fast path computes with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Num {
+    /// An i64.
+    I(i64),
+    /// An f64.
+    F(f64),
+    /// A bool.
+    B(bool),
+}
+
+impl Num {
+    /// The scalar of a value, if it is one the fast path handles.
+    #[inline]
+    pub(crate) fn of(v: &Value) -> Option<Num> {
+        match v {
+            Value::Int(i) => Some(Num::I(*i)),
+            Value::Float(f) => Some(Num::F(*f)),
+            Value::Bool(b) => Some(Num::B(*b)),
+            _ => None,
+        }
+    }
+
+    /// The scalar as a value.
+    #[inline]
+    pub(crate) fn into_value(self) -> Value {
+        match self {
+            Num::I(i) => Value::Int(i),
+            Num::F(f) => Value::Float(f),
+            Num::B(b) => Value::Bool(b),
+        }
+    }
+}
+
+/// A binary operator of the fast subset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// An expression tree node.
+#[derive(Clone, Debug)]
+enum Node {
+    Const(Num),
+    Var(usize),
+    Neg(Box<Node>),
+    Plus(Box<Node>),
+    Not(Box<Node>),
+    Bin(Op, Box<Node>, Box<Node>),
+    And(Vec<Node>),
+    Or(Vec<Node>),
+}
+
+/// The most distinct variables a fast expression may use.
+pub(crate) const MAX_VARS: usize = 4;
+
+/// A compiled simple expression; variables are numbered slots named in `vars`.
+#[derive(Clone, Debug)]
+pub(crate) struct FastExpr {
+    root: Node,
+    /// The variable names, by slot.
+    pub(crate) vars: Vec<String>,
+}
+
+impl FastExpr {
+    /// Recognizes a single simple expression in `ast`; `None` if the script is anything else.
+    pub(crate) fn from_ast(ast: &AST) -> Option<FastExpr> {
+        if ast.has_functions() {
+            return None;
+        }
+        let [stmt] = ast.statements() else {
+            return None;
+        };
+        let mut vars = Vec::new();
+        let root = match stmt {
+            Stmt::Expr(e) => node(e, &mut vars)?,
+            Stmt::FnCall(call, _) => call_node(call, &mut vars)?,
+            _ => return None,
+        };
+        Some(FastExpr { root, vars })
+    }
+
+    /// Evaluates with the variables' values by slot; `None` means "ask Rhai".
+    #[inline]
+    pub(crate) fn eval(&self, slots: &[Num]) -> Option<Num> {
+        eval(&self.root, slots)
+    }
+}
+
+/// Translates one expression.
+fn node(e: &Expr, vars: &mut Vec<String>) -> Option<Node> {
+    Some(match e {
+        Expr::IntegerConstant(i, _) => Node::Const(Num::I(*i)),
+        Expr::FloatConstant(f, _) => Node::Const(Num::F(**f)),
+        Expr::BoolConstant(b, _) => Node::Const(Num::B(*b)),
+        Expr::Variable(v, _, _) => {
+            if !v.2.is_empty() {
+                return None;
+            }
+            let name = v.1.as_str();
+            let slot = match vars.iter().position(|n| n == name) {
+                Some(slot) => slot,
+                None if vars.len() < MAX_VARS => {
+                    vars.push(name.to_string());
+                    vars.len() - 1
+                }
+                None => return None,
+            };
+            Node::Var(slot)
+        }
+        Expr::FnCall(call, _) => call_node(call, vars)?,
+        Expr::And(xs, _) => Node::And(xs.iter().map(|x| node(x, vars)).collect::<Option<_>>()?),
+        Expr::Or(xs, _) => Node::Or(xs.iter().map(|x| node(x, vars)).collect::<Option<_>>()?),
+        _ => return None,
+    })
+}
+
+/// Translates an operator call (only native operators qualify, never named functions).
+fn call_node(call: &rhai::FnCallExpr, vars: &mut Vec<String>) -> Option<Node> {
+    if !call.namespace.is_empty() {
+        return None;
+    }
+    let token = call.op_token.as_ref()?;
+    let name = call.name.as_str();
+    match call.args.as_slice() {
+        [a] => {
+            let a = Box::new(node(a, vars)?);
+            match (token, name) {
+                (Token::Minus | Token::UnaryMinus, "-") => Some(Node::Neg(a)),
+                (Token::Plus | Token::UnaryPlus, "+") => Some(Node::Plus(a)),
+                (Token::Bang, "!") => Some(Node::Not(a)),
+                _ => None,
+            }
+        }
+        [a, b] => {
+            let op = match (token, name) {
+                (Token::Plus, "+") => Op::Add,
+                (Token::Minus, "-") => Op::Sub,
+                (Token::Multiply, "*") => Op::Mul,
+                (Token::Divide, "/") => Op::Div,
+                (Token::Modulo, "%") => Op::Rem,
+                (Token::EqualsTo, "==") => Op::Eq,
+                (Token::NotEqualsTo, "!=") => Op::Ne,
+                (Token::LessThan, "<") => Op::Lt,
+                (Token::LessThanEqualsTo, "<=") => Op::Le,
+                (Token::GreaterThan, ">") => Op::Gt,
+                (Token::GreaterThanEqualsTo, ">=") => Op::Ge,
+                _ => return None,
+            };
+            Some(Node::Bin(
+                op,
+                Box::new(node(a, vars)?),
+                Box::new(node(b, vars)?),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// Evaluates a node.
+fn eval(n: &Node, slots: &[Num]) -> Option<Num> {
+    match n {
+        Node::Const(c) => Some(*c),
+        Node::Var(i) => slots.get(*i).copied(),
+        Node::Bin(op, a, b) => binary(*op, eval(a, slots)?, eval(b, slots)?),
+        Node::Neg(a) => match eval(a, slots)? {
+            Num::I(i) => i.checked_neg().map(Num::I),
+            Num::F(f) => Some(Num::F(-f)),
+            Num::B(_) => None,
+        },
+        Node::Plus(a) => match eval(a, slots)? {
+            Num::B(_) => None,
+            v => Some(v),
+        },
+        Node::Not(a) => match eval(a, slots)? {
+            Num::B(b) => Some(Num::B(!b)),
+            _ => None,
+        },
+        Node::And(xs) => {
+            for x in xs {
+                match eval(x, slots)? {
+                    Num::B(true) => {}
+                    Num::B(false) => return Some(Num::B(false)),
+                    _ => return None,
+                }
+            }
+            Some(Num::B(true))
+        }
+        Node::Or(xs) => {
+            for x in xs {
+                match eval(x, slots)? {
+                    Num::B(false) => {}
+                    Num::B(true) => return Some(Num::B(true)),
+                    _ => return None,
+                }
+            }
+            Some(Num::B(false))
+        }
+    }
+}
+
+/// A binary operator on two scalars, as Rhai's built-in operators compute it (checked build).
+#[inline]
+fn binary(op: Op, a: Num, b: Num) -> Option<Num> {
+    match (a, b) {
+        (Num::I(x), Num::I(y)) => match op {
+            Op::Add => x.checked_add(y).map(Num::I),
+            Op::Sub => x.checked_sub(y).map(Num::I),
+            Op::Mul => x.checked_mul(y).map(Num::I),
+            Op::Div => {
+                if y == 0 {
+                    None
+                } else {
+                    x.checked_div(y).map(Num::I)
+                }
+            }
+            Op::Rem => x.checked_rem(y).map(Num::I),
+            Op::Eq => Some(Num::B(x == y)),
+            Op::Ne => Some(Num::B(x != y)),
+            Op::Lt => Some(Num::B(x < y)),
+            Op::Le => Some(Num::B(x <= y)),
+            Op::Gt => Some(Num::B(x > y)),
+            Op::Ge => Some(Num::B(x >= y)),
+        },
+        (Num::F(x), Num::F(y)) => Some(float(op, x, y)),
+        (Num::I(x), Num::F(y)) => Some(float(op, x as FLOAT, y)),
+        (Num::F(x), Num::I(y)) => Some(float(op, x, y as FLOAT)),
+        (Num::B(x), Num::B(y)) => match op {
+            Op::Eq => Some(Num::B(x == y)),
+            Op::Ne => Some(Num::B(x != y)),
+            Op::Lt => Some(Num::B(!x & y)),
+            Op::Le => Some(Num::B(x <= y)),
+            Op::Gt => Some(Num::B(x & !y)),
+            Op::Ge => Some(Num::B(x >= y)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Float operators, including Rhai's relative-epsilon comparisons (rhai 1.x `func/builtin.rs`).
+#[inline]
+#[allow(clippy::float_cmp)]
+fn float(op: Op, x: FLOAT, y: FLOAT) -> Num {
+    let scale = || {
+        if x * y == 0.0 {
+            1.0
+        } else {
+            x.abs().max(y.abs())
+        }
+    };
+    match op {
+        Op::Add => Num::F(x + y),
+        Op::Sub => Num::F(x - y),
+        Op::Mul => Num::F(x * y),
+        Op::Div => Num::F(x / y),
+        Op::Rem => Num::F(x % y),
+        Op::Eq => {
+            let max = scale();
+            Num::B(max == 0.0 || (x - y).abs() / max <= FLOAT::EPSILON)
+        }
+        Op::Ne => {
+            let max = scale();
+            Num::B(max != 0.0 && (x - y).abs() / max > FLOAT::EPSILON)
+        }
+        Op::Gt => {
+            let max = scale();
+            Num::B(max != 0.0 && (x - y) / max > FLOAT::EPSILON)
+        }
+        Op::Ge => {
+            let max = scale();
+            Num::B(max == 0.0 || (x - y) / max > -FLOAT::EPSILON)
+        }
+        Op::Lt => {
+            let max = scale();
+            Num::B(max != 0.0 && (y - x) / max > FLOAT::EPSILON)
+        }
+        Op::Le => {
+            let max = scale();
+            Num::B(max == 0.0 || (y - x) / max > -FLOAT::EPSILON)
+        }
+    }
+}
