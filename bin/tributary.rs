@@ -1,1 +1,5 @@
-fn main() {}
+//! The `tributary` binary: see `tributary --help`.
+
+fn main() -> std::process::ExitCode {
+    tributary::cli::main()
+}

@@ -4,6 +4,7 @@
 //! and [`Graph::run`] it; or run a manifest with the `tributary` binary.
 
 pub mod actor;
+pub mod cli;
 pub mod codec;
 pub mod cycle;
 pub mod emit;

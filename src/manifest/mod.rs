@@ -22,7 +22,9 @@
 #![warn(missing_docs)]
 
 pub mod diagnostic;
+pub mod build;
 pub mod kinds;
+pub mod kinds_build;
 pub mod schema;
 pub mod validate;
 

@@ -1,0 +1,136 @@
+//! The `tributary` command line: `run`, `validate`, `graph`, and the hidden worker role.
+//!
+//! An application that embeds tributary calls [`main`] from its own binary, so the worker
+//! processes it starts are that binary too.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::manifest::{self, Manifest};
+use crate::supervisor::process::{run_manifest, run_worker, Outcome};
+
+/// How logs are written to standard error.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogFormat {
+    /// Readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "tributary", version, about = "Run stream-processing pipelines described by manifests")]
+struct Cli {
+    /// Log format on standard error.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run a pipeline manifest until every source is exhausted.
+    Run {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Check a manifest without running it; report every error at once.
+    Validate {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Print the pipeline as Graphviz DOT (groups as clusters).
+    Graph {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Internal: run one process group of a manifest (started by `run`).
+    #[command(name = "__worker", hide = true)]
+    Worker {
+        /// The manifest.
+        manifest: PathBuf,
+        /// The process group to run.
+        group: String,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = match format {
+        LogFormat::Text => b.without_time().try_init(),
+        LogFormat::Json => b.json().try_init(),
+    };
+}
+
+fn load(path: &std::path::Path) -> Result<Manifest, ExitCode> {
+    match manifest::load(path) {
+        Ok(m) => {
+            for w in &m.warnings {
+                eprintln!("{w}");
+            }
+            Ok(m)
+        }
+        Err(d) => {
+            eprint!("{}", d.render());
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// The entry point of the `tributary` binary (and of applications that embed it).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command {
+        Cmd::Validate { manifest } => match load(&manifest) {
+            Ok(m) => {
+                eprintln!(
+                    "{}: ok ({} operators, {} groups)",
+                    manifest.display(),
+                    m.operators.len(),
+                    m.groups.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(c) => c,
+        },
+        Cmd::Graph { manifest } => match load(&manifest) {
+            Ok(m) => {
+                print!("{}", crate::supervisor::dot::to_dot(&m));
+                ExitCode::SUCCESS
+            }
+            Err(c) => c,
+        },
+        Cmd::Run { manifest } => {
+            let m = match load(&manifest) {
+                Ok(m) => m,
+                Err(c) => return c,
+            };
+            match run_manifest(&m, None) {
+                Outcome::Success(report) => {
+                    eprintln!("{}", crate::supervisor::summary(&report));
+                    ExitCode::SUCCESS
+                }
+                Outcome::Failed(msg) => {
+                    eprintln!("error: {msg}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Cmd::Worker { manifest, group } => match run_worker(&manifest, &group) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("error: {msg}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}

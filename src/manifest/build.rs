@@ -1,0 +1,350 @@
+//! Manifest -> graph: the operators one process runs, joined to the other processes by rings.
+//!
+//! Every `op` kind is built from the same Rust API an embedding application uses
+//! ([`crate::Graph`]), with the manifest's `fn` compiled to a [`ScriptFn`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::cycle::CycleCounter;
+use crate::emit::Emit;
+use crate::link::local::{LinkConfig, Overflow as LinkOverflow};
+use crate::link::remote::{self, RemoteError};
+use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
+use crate::operator::OpError;
+use crate::pipeline::{CycleOverride, Graph, Stream};
+use crate::script::{Out, ScriptError, ScriptFn};
+use crate::shm::{Ring, ShmRegion};
+use crate::supervisor::plan::Plan;
+use crate::Value;
+
+/// A manifest that type-checks but cannot be built (a script that does not compile, a bad file).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A `fn` does not compile.
+    #[error(transparent)]
+    Script(#[from] ScriptError),
+    /// Anything else, with the operator's name.
+    #[error("operator \"{operator}\": {message}")]
+    Operator {
+        /// The operator.
+        operator: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A ring to another process could not be set up.
+    #[error("link \"{stream}\": {message}")]
+    Link {
+        /// The stream the ring carries.
+        stream: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// The shared memory a process needs: the rings it touches and the cycle counters.
+pub struct ProcResources {
+    /// Ring regions by plan index (`None` for rings this process does not touch).
+    pub rings: Vec<Option<ShmRegion>>,
+    /// Counters of cycles spanning processes, one `i64` each.
+    pub control: Option<Arc<ShmRegion>>,
+}
+
+/// A process's part of a manifest, ready to run.
+pub struct LocalPart {
+    /// The graph of the operators this process runs.
+    pub graph: Graph,
+    /// The threads carrying links to and from other processes.
+    pub relays: Vec<JoinHandle<Result<(), RemoteError>>>,
+}
+
+/// Converts a script failure into an operator failure.
+pub(crate) fn op_err(e: ScriptError) -> OpError {
+    let mut o = OpError::new(e.to_string());
+    o.element = e.element.clone();
+    o
+}
+
+/// Converts a script result into what an operator emits.
+pub(crate) fn emit_of(o: Out) -> Emit<Value> {
+    match o {
+        Out::Nothing => Emit::Skip,
+        Out::One(v) => Emit::One(v),
+        Out::Many(v) => Emit::Many(v),
+    }
+}
+
+/// A manifest function with its state (the stateful form when the operator has `state`).
+pub(crate) struct Func {
+    f: ScriptFn,
+    state: Option<Value>,
+    file: String,
+}
+
+impl Func {
+    /// Compiles the operator's `fn`.
+    pub(crate) fn of(m: &Manifest, d: &OperatorDecl) -> Result<Option<Func>, BuildError> {
+        let Some(src) = &d.func else {
+            return Ok(None);
+        };
+        let file = m
+            .path
+            .file_name()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "pipeline.toml".into());
+        let f = ScriptFn::compile(&src.code, &d.name, src.line, &d.params)
+            .map_err(|e| e.with_file(file.clone()))?;
+        Ok(Some(Func {
+            f,
+            state: d.state.clone(),
+            file,
+        }))
+    }
+
+    /// Converts a script failure of this function into an operator failure.
+    pub(crate) fn err(&self, e: ScriptError) -> OpError {
+        op_err(e.with_file(self.file.clone()))
+    }
+
+    /// Calls it: returns what to emit (the state, if any, is bound and advanced).
+    pub(crate) fn call(&mut self, bindings: &mut Vec<(&str, Value)>) -> Result<Emit<Value>, OpError> {
+        match &mut self.state {
+            None => {
+                let r = self.f.call(bindings).map(emit_of);
+                r.map_err(|e| op_err(e.with_file(self.file.clone())))
+            }
+            Some(st) => {
+                bindings.push(("state", std::mem::take(st)));
+                let r = self.f.call_stateful(bindings);
+                let st_back = bindings.pop().map(|b| b.1).unwrap_or_default();
+                match r {
+                    Ok((out, next)) => {
+                        *st = next;
+                        Ok(emit_of(out))
+                    }
+                    Err(e) => {
+                        *st = st_back;
+                        Err(op_err(e.with_file(self.file.clone())))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls it for a sink: a stateful sink returns just the next state.
+    pub(crate) fn call_sink(&mut self, bindings: &mut Vec<(&str, Value)>) -> Result<(), OpError> {
+        match &mut self.state {
+            None => {
+                let r = self.f.call_raw(bindings).map(|_| ());
+                r.map_err(|e| op_err(e.with_file(self.file.clone())))
+            }
+            Some(st) => {
+                bindings.push(("state", std::mem::take(st)));
+                let r = self.f.call_value(bindings);
+                let st_back = bindings.pop().map(|b| b.1).unwrap_or_default();
+                match r {
+                    Ok(next) => {
+                        *st = next;
+                        Ok(())
+                    }
+                    Err(e) => {
+                        *st = st_back;
+                        Err(op_err(e.with_file(self.file.clone())))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Calls it for a filter: a bool, or `[keep, next_state]` in the stateful form.
+    pub(crate) fn call_filter(&mut self, x: &Value) -> Result<bool, OpError> {
+        let mut b = vec![("x", x.clone())];
+        let v = match &mut self.state {
+            None => {
+                let r = self.f.call_value(&b);
+                r.map_err(|e| op_err(e.with_file(self.file.clone())))?
+            }
+            Some(st) => {
+                b.push(("state", std::mem::take(st)));
+                let r = self.f.call_value(&b);
+                let st_back = b.pop().map(|b| b.1).unwrap_or_default();
+                let v = match r {
+                    Ok(v) => v,
+                    Err(e) => {
+                        *st = st_back;
+                        return Err(op_err(e.with_file(self.file.clone())));
+                    }
+                };
+                match v {
+                    Value::Array(mut a) if a.len() == 2 => {
+                        *st = a.pop().unwrap_or_default();
+                        a.pop().unwrap_or_default()
+                    }
+                    other => {
+                        *st = st_back;
+                        return Err(OpError::new(format!(
+                            "operator \"{}\": a stateful filter must return [keep, next_state], got {other}",
+                            self.f.operator()
+                        ))
+                        .with_element(x));
+                    }
+                }
+            }
+        };
+        match v {
+            Value::Bool(k) => Ok(k),
+            other => Err(OpError::new(format!(
+                "operator \"{}\": a filter must return a bool, got {} {other}",
+                self.f.operator(),
+                other.type_name()
+            ))
+            .with_element(x)),
+        }
+    }
+}
+
+fn link_config(m: &Manifest, stream: &str) -> LinkConfig {
+    let s = m.stream(stream);
+    LinkConfig {
+        capacity: s.capacity,
+        overflow: match s.overflow {
+            Overflow::Block => LinkOverflow::Block,
+            Overflow::DropOldest => LinkOverflow::DropOldest,
+            Overflow::DropNewest => LinkOverflow::DropNewest,
+        },
+    }
+}
+
+/// Checks an element against its stream's declared type (ints widen to f64 streams).
+pub(crate) fn typecheck(ty: StreamType, v: Value) -> Result<Value, String> {
+    match (ty, v) {
+        (StreamType::F64, Value::Int(i)) => Ok(Value::Float(i as f64)),
+        (ty, v) if ty.accepts(&v) => Ok(v),
+        (ty, v) => Err(format!("expected {}, found {} {}", ty.as_str(), v.type_name(), v)),
+    }
+}
+
+/// Builds the part of the manifest that process `proc` runs.
+pub fn build_local(
+    m: &Manifest,
+    plan: &Plan,
+    proc: usize,
+    res: &mut ProcResources,
+) -> Result<LocalPart, BuildError> {
+    let mut g = Graph::new();
+    let mut relays = vec![];
+    // Thread groups of this process.
+    let mut groups = HashMap::new();
+    for gd in &m.groups {
+        if gd.placement == crate::manifest::Placement::Thread && proc == 0 {
+            let h = g.group(&gd.name, crate::Placement::Thread, crate::RestartPolicy::Permanent);
+            groups.insert(gd.name.clone(), h);
+        }
+    }
+    // Cycle counters that span processes, mapped from the control region.
+    let counters: Vec<Arc<CycleCounter>> = match &res.control {
+        Some(region) => (0..plan.spanning.len())
+            .map(|i| {
+                let owner: Arc<dyn Send + Sync> = region.clone();
+                // SAFETY: the region holds one aligned i64 per spanning cycle and lives as long
+                // as `owner`; it is only accessed through atomics.
+                unsafe {
+                    CycleCounter::shared(
+                        (region.as_ptr() as *const std::sync::atomic::AtomicI64).add(i),
+                        owner,
+                    )
+                }
+            })
+            .collect(),
+        None => vec![],
+    };
+    // Streams of this process by name, filled as operators are added; feedback streams are
+    // declared up front and connected once their producer exists.
+    let local: Vec<usize> = (0..m.operators.len()).filter(|&i| plan.op_proc[i] == proc).collect();
+    let mut streams: HashMap<String, Stream<Value>> = HashMap::new();
+    for &i in &local {
+        for s in &m.operators[i].outputs {
+            let st = g.stream::<Value>(s);
+            g.set_link(&st, link_config(m, s));
+            streams.insert(s.clone(), st);
+        }
+    }
+    // Rings into this process: one external input per (consumer, port).
+    let mut ring_inputs: HashMap<(usize, usize), Stream<Value>> = HashMap::new();
+    for (ri, r) in plan.rings.iter().enumerate() {
+        if plan.op_proc[r.consumer] != proc {
+            continue;
+        }
+        let region = res.rings[ri].take().ok_or_else(|| BuildError::Link {
+            stream: r.stream.clone(),
+            message: "its shared-memory ring was not handed to this process".into(),
+        })?;
+        let reader = Ring::reader_from_region(region).map_err(|e| BuildError::Link {
+            stream: r.stream.clone(),
+            message: e.to_string(),
+        })?;
+        let (feed, s) = g.external_input::<Value>(&r.stream);
+        g.set_link(&s, link_config(m, &r.stream));
+        relays.push(remote::spawn_reader(r.stream.clone(), reader, feed).map_err(|e| BuildError::Link {
+            stream: r.stream.clone(),
+            message: e.to_string(),
+        })?);
+        ring_inputs.insert((r.consumer, r.port), s);
+    }
+    for &i in &local {
+        let d = &m.operators[i];
+        let inputs: Vec<Stream<Value>> = d
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(port, s)| ring_inputs.get(&(i, port)).copied().unwrap_or_else(|| streams[s]))
+            .collect();
+        g.name_next(&d.name);
+        let outs = match d.group.as_ref().and_then(|gn| groups.get(gn)) {
+            Some(grp) => {
+                let grp = grp.clone();
+                g.with_group(&grp, |g| crate::manifest::kinds_build::build_op(g, m, d, &inputs))?
+            }
+            None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs)?,
+        };
+        if let Some(c) = plan.op_cycle[i] {
+            let intra = plan.feeds[i]
+                .iter()
+                .map(|&p| plan.op_cycle[p] == Some(c))
+                .collect();
+            let node = g.last_node();
+            g.set_cycle(
+                node,
+                CycleOverride {
+                    counter: counters[c].clone(),
+                    intra,
+                },
+            );
+        }
+        for (s, o) in d.outputs.iter().zip(outs) {
+            g.connect(&o, &streams[s]);
+        }
+    }
+    // Rings out of this process.
+    for (ri, r) in plan.rings.iter().enumerate() {
+        if plan.op_proc[r.producer] != proc {
+            continue;
+        }
+        let region = res.rings[ri].take().ok_or_else(|| BuildError::Link {
+            stream: r.stream.clone(),
+            message: "its shared-memory ring was not handed to this process".into(),
+        })?;
+        let writer = Ring::writer_from_region(region).map_err(|e| BuildError::Link {
+            stream: r.stream.clone(),
+            message: e.to_string(),
+        })?;
+        let counter = r.cycle.map(|c| counters[c].clone());
+        let chan = g.external_output(&streams[&r.stream], link_config(m, &r.stream), counter);
+        relays.push(remote::spawn_writer(r.stream.clone(), chan, writer).map_err(|e| BuildError::Link {
+            stream: r.stream.clone(),
+            message: e.to_string(),
+        })?);
+    }
+    Ok(LocalPart { graph: g, relays })
+}
