@@ -589,6 +589,18 @@ impl Runner {
                 return Err(GraphError::ProcessPlacement(grp.name.clone()));
             }
         }
+        // Settings and outside consumers given to a connected stream belong to its producer's.
+        for i in 0..g.streams.len() {
+            if g.streams[i].fed_by.is_none() {
+                continue;
+            }
+            let r = g.resolve(i)?;
+            let drains = std::mem::take(&mut g.streams[i].drains);
+            g.streams[r].drains.extend(drains);
+            if g.streams[r].link.is_none() {
+                g.streams[r].link = g.streams[i].link;
+            }
+        }
         let mut feeds = Vec::with_capacity(g.nodes.len());
         for n in &g.nodes {
             let mut f = vec![];
