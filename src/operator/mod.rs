@@ -20,6 +20,8 @@ pub mod multi;
 pub mod sink;
 pub mod source;
 pub mod split;
+#[cfg(test)]
+pub(crate) mod testkit;
 pub mod timed;
 pub mod window;
 
