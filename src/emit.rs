@@ -101,7 +101,7 @@ mod tests {
 
     #[test]
     fn options_convert_to_skip_or_one() {
-        assert_eq!(Emit::from(None::<i64>), Emit::Skip);
-        assert_eq!(Emit::from(Some(4)), Emit::One(4));
+        assert_eq!(Emit::<i64>::from(None), Emit::Skip);
+        assert_eq!(Emit::<i64>::from(Some(4)), Emit::One(4));
     }
 }

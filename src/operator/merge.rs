@@ -913,3 +913,311 @@ impl Graph {
         self.zip2("ge", a, b, |x, y| Ok(x >= y))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::testkit::{chunks, run_batched, try_run_batched, whole};
+    use proptest::prelude::*;
+
+    fn v(s: &str) -> Value {
+        Value::from_json(s).unwrap()
+    }
+
+    fn vs(lines: &[&str]) -> Vec<Value> {
+        lines.iter().map(|s| v(s)).collect()
+    }
+
+    fn sum_op(n: usize) -> impl Operator<In = i64, Out = i64> {
+        zip_map_op(n, |xs: Vec<i64>| Ok(Emit::One(xs.iter().sum())))
+    }
+
+    #[test]
+    fn zip_map_discards_unmatched_tails_and_says_so() {
+        let mut op = sum_op(2);
+        let mut out = Outputs::new(1);
+        op.on_batch(0, vec![1, 2, 3, 4, 5], &mut out).unwrap();
+        op.on_batch(1, vec![10, 20], &mut out).unwrap();
+        op.on_end(1, &mut out).unwrap();
+        op.on_end(0, &mut out).unwrap();
+        op.finish(&mut out).unwrap();
+        assert_eq!(out.take(0), vec![11, 22]);
+        assert_eq!(
+            op.end_note().as_deref(),
+            Some("discarded 3 unmatched elements of input 0")
+        );
+    }
+
+    #[test]
+    fn zip_counts_what_arrives_after_a_shorter_input_ended() {
+        let got = run_batched(sum_op(2), vec![vec![vec![1]], vec![]], &[1, 0], 1);
+        assert_eq!(got, vec![Vec::<i64>::new()]);
+        let mut op = Zip::new(2, |_c: Vec<Vec<i64>>, _o: &mut Outputs<i64>| Ok(()));
+        let mut out = Outputs::new(1);
+        op.on_end(1, &mut out).unwrap();
+        op.on_batch(0, vec![1, 2], &mut out).unwrap();
+        assert_eq!(op.buf.discarded(), &[2, 0]);
+    }
+
+    #[test]
+    fn zip_map_null_results_emit_null() {
+        let op = zip_map_op(2, |_xs: Vec<Value>| Ok(Emit::One(Value::Null)));
+        let got = run_batched(op, whole(vec![vs(&["1", "2"]), vs(&["3", "4"])]), &[], 1);
+        assert_eq!(got[0], vec![Value::Null, Value::Null]);
+    }
+
+    #[test]
+    fn zip_map_errors_fail_the_operator() {
+        let op = zip_map_op(2, |xs: Vec<i64>| {
+            if xs[1] == 0 {
+                Err(OpError::new("division by zero"))
+            } else {
+                Ok(Emit::One(xs[0] / xs[1]))
+            }
+        });
+        let (_, r) = try_run_batched(op, whole(vec![vec![4, 6], vec![2, 0]]), &[], 1);
+        assert!(r.unwrap_err().message.contains("division by zero"));
+    }
+
+    #[test]
+    fn arithmetic_zips_check_overflow_and_mix_values_like_rhai() {
+        assert_eq!(ZipArith::add(i64::MAX, 1).unwrap_err(), format!("integer overflow: {} + 1", i64::MAX));
+        assert!(ZipArith::div(1i64, 0).unwrap_err().contains("division by zero"));
+        assert_eq!(ZipArith::div(7i64, 2), Ok(3));
+        assert_eq!(ZipArith::div(Value::Int(7), Value::Int(2)), Ok(Value::Int(3)));
+        assert_eq!(ZipArith::add(Value::Int(1), Value::Float(0.5)), Ok(Value::Float(1.5)));
+        assert!(ZipArith::mul(Value::Int(1), Value::Str("a".into())).is_err());
+    }
+
+    #[test]
+    fn arithmetic_and_comparison_zips_run_end_to_end() {
+        let mut g = Graph::new();
+        let a = g.source_iter(vec![1i64, 5, 3]);
+        let b = g.source_iter(vec![2i64, 5, 1, 9]);
+        let outs = [
+            g.lt(&a, &b),
+            g.le(&a, &b),
+            g.eq(&a, &b),
+            g.ne(&a, &b),
+            g.gt(&a, &b),
+            g.ge(&a, &b),
+        ];
+        let sums = [g.add(&a, &b), g.sub(&a, &b), g.mul(&a, &b), g.div(&a, &b)];
+        let cs: Vec<_> = outs.iter().map(|s| g.collect(s)).collect();
+        let ns: Vec<_> = sums.iter().map(|s| g.collect(s)).collect();
+        let report = g.run().unwrap();
+        let got: Vec<Vec<bool>> = cs.iter().map(|c| c.take()).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![true, false, false],
+                vec![true, true, false],
+                vec![false, true, false],
+                vec![true, false, true],
+                vec![false, false, true],
+                vec![false, true, true],
+            ]
+        );
+        let got: Vec<Vec<i64>> = ns.iter().map(|c| c.take()).collect();
+        assert_eq!(got, vec![vec![3, 10, 4], vec![-1, 0, 2], vec![2, 25, 3], vec![0, 1, 3]]);
+        assert!(report
+            .notes
+            .iter()
+            .any(|(_, n)| n == "discarded 1 unmatched elements of input 1"));
+    }
+
+    #[test]
+    fn merge_list_splices_what_f_returns_for_the_common_prefix() {
+        let op = merge_list_op(2, |cols: Vec<Vec<i64>>| {
+            Ok(cols[0].iter().zip(&cols[1]).flat_map(|(a, b)| [*a, *b]).collect())
+        });
+        let got = run_batched(op, vec![vec![vec![1], vec![2, 3]], vec![vec![10, 20, 30]]], &[1, 0, 0], 1);
+        assert_eq!(got[0], vec![1, 10, 2, 20, 3, 30]);
+    }
+
+    /// The example of case 06 (IoTPy c13), with its expected z.jsonl.
+    #[test]
+    fn timed_zip_emits_the_rest_at_end_of_stream() {
+        let x = vs(&[
+            r#"[1, "a"]"#, r#"[3, "b"]"#, r#"[10, "d"]"#, r#"[15, "e"]"#, r#"[17, "f"]"#,
+            r#"[21, "g"]"#, r#"[23, "h"]"#, r#"[40, "i"]"#, r#"[55, "j"]"#, r#"[97, "k"]"#,
+        ]);
+        let y = vs(&[
+            r#"[2, "A"]"#, r#"[3, "B"]"#, r#"[9, "D"]"#, r#"[20, "E"]"#, r#"[21, "F"]"#,
+            r#"[23, "G"]"#, r#"[29, "H"]"#, r#"[55, "I"]"#,
+        ]);
+        let want = vs(&[
+            r#"[1, ["a", null]]"#, r#"[2, [null, "A"]]"#, r#"[3, ["b", "B"]]"#,
+            r#"[9, [null, "D"]]"#, r#"[10, ["d", null]]"#, r#"[15, ["e", null]]"#,
+            r#"[17, ["f", null]]"#, r#"[20, [null, "E"]]"#, r#"[21, ["g", "F"]]"#,
+            r#"[23, ["h", "G"]]"#, r#"[29, [null, "H"]]"#, r#"[40, ["i", null]]"#,
+            r#"[55, ["j", "I"]]"#, r#"[97, ["k", null]]"#,
+        ]);
+        let got = run_batched(TimedZip::<Value>::new(2), whole(vec![x.clone(), y.clone()]), &[], 1);
+        assert_eq!(got[0], want);
+        // Before the end, [97, ["k", null]] waits for y.
+        let mut op = TimedZip::<Value>::new(2);
+        let mut out = Outputs::new(1);
+        op.on_batch(0, x, &mut out).unwrap();
+        op.on_batch(1, y, &mut out).unwrap();
+        assert_eq!(out.take(0), want[..13].to_vec());
+        op.on_end(1, &mut out).unwrap();
+        assert_eq!(out.take(0), want[13..].to_vec());
+        // End to end, written as jsonl lines.
+        let mut g = Graph::new();
+        let (sx, sy) = (g.source_iter(x_of(&want, 0)), g.source_iter(x_of(&want, 1)));
+        let z = g.timed_zip(&[&sx, &sy]);
+        let c = g.collect(&z);
+        g.run().unwrap();
+        let lines: Vec<String> = c.take().iter().map(Value::to_json).collect();
+        let expected = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/cases/06-timed-zip-window/expected/z.jsonl"
+        ))
+        .unwrap_or_else(|_| want.iter().map(|w| w.to_json() + "\n").collect());
+        assert_eq!(lines, expected.lines().collect::<Vec<_>>());
+    }
+
+    /// Input `j` of a timed zip's output (its non-null entries).
+    fn x_of(z: &[Value], j: usize) -> Vec<Value> {
+        z.iter()
+            .filter_map(|e| {
+                let a = e.as_array()?;
+                let v = a[1].as_array()?[j].clone();
+                (!v.is_null()).then(|| Value::Array(vec![a[0].clone(), v]))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn timed_zip_rejects_times_that_do_not_increase() {
+        let (got, r) = try_run_batched(
+            TimedZip::<(i64, char)>::new(1),
+            whole(vec![vec![(1, 'a'), (1, 'b')]]),
+            &[],
+            1,
+        );
+        assert_eq!(got[0], vec![]);
+        let e = r.unwrap_err();
+        assert!(e.message.contains("does not increase strictly"), "{}", e.message);
+        let (_, r) = try_run_batched(TimedZip::<Value>::new(1), whole(vec![vs(&["[\"t\", 1]"])]), &[], 1);
+        assert!(r.unwrap_err().message.contains("expected a [t, v] pair"));
+    }
+
+    #[test]
+    fn timed_mix_drops_and_counts_late_times() {
+        let mut op = TimedMix::<Value>::default();
+        let mut out = Outputs::new(1);
+        op.on_batch(0, vs(&["[1, \"a\"]", "[5, \"b\"]"]), &mut out).unwrap();
+        op.on_batch(1, vs(&["[5, \"X\"]", "[3, \"Y\"]", "[6.5, \"Z\"]"]), &mut out).unwrap();
+        assert_eq!(
+            out.take(0),
+            vs(&["[1, [0, \"a\"]]", "[5, [0, \"b\"]]", "[6.5, [1, \"Z\"]]"])
+        );
+        assert_eq!(
+            op.end_note().as_deref(),
+            Some("dropped 2 elements whose time was not above the last emitted one")
+        );
+    }
+
+    #[test]
+    fn weave_and_mix_keep_each_inputs_order() {
+        let mut g = Graph::new();
+        let a = g.source_iter(0..3000i64);
+        let b = g.source_iter(10_000..12_000i64);
+        let w = g.weave(&[&a, &b]);
+        let m = g.mix(&[&a, &b]);
+        let (cw, cm) = (g.collect(&w), g.collect(&m));
+        g.run().unwrap();
+        let got = cw.take();
+        assert_eq!(got.len(), 5000);
+        assert_eq!(got.iter().filter(|x| **x < 10_000).copied().collect::<Vec<_>>(), (0..3000).collect::<Vec<_>>());
+        assert_eq!(got.iter().filter(|x| **x >= 10_000).copied().collect::<Vec<_>>(), (10_000..12_000).collect::<Vec<_>>());
+        let got = cm.take();
+        assert_eq!(got.iter().filter(|x| x.0 == 0).map(|x| x.1).collect::<Vec<_>>(), (0..3000).collect::<Vec<_>>());
+        assert_eq!(got.iter().filter(|x| x.0 == 1).map(|x| x.1).collect::<Vec<_>>(), (10_000..12_000).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn mix_values_and_blend_tag_elements_with_their_input() {
+        let mut op = MergeAsynch::new(|i, x: Value| Ok(Emit::One(Value::Array(vec![Value::Int(i as i64), x]))));
+        let mut out = Outputs::new(1);
+        op.on_batch(1, vs(&["\"b\""]), &mut out).unwrap();
+        op.on_batch(0, vs(&["\"a\""]), &mut out).unwrap();
+        assert_eq!(out.take(0), vs(&["[1, \"b\"]", "[0, \"a\"]"]));
+    }
+
+    #[test]
+    fn a_feedback_cycle_through_weave_ends_by_itself() {
+        let mut g = Graph::new();
+        let seed = g.source_iter(vec![1i64]);
+        let fb = g.stream::<i64>("fb");
+        let n = g.weave(&[&seed, &fb]);
+        let m = g.map_element(&n, |x| x * 3);
+        let filtered = g.filter_element(&m, |x| *x < 100);
+        g.connect(&filtered, &fb);
+        let (cn, cm) = (g.collect(&n), g.collect(&m));
+        g.run().unwrap();
+        assert_eq!(cn.take(), vec![1, 3, 9, 27, 81]);
+        assert_eq!(cm.take(), vec![3, 9, 27, 81, 243]);
+    }
+
+    /// Strictly increasing times, random gaps.
+    fn times(max_len: usize) -> impl Strategy<Value = Vec<(i64, i64)>> {
+        prop::collection::vec((1i64..4, -5i64..5), 0..max_len).prop_map(|v| {
+            let mut t = 0;
+            v.into_iter().map(|(d, x)| { t += d; (t, x) }).collect()
+        })
+    }
+
+    fn split_all<T: Clone>(inputs: &[Vec<T>], sizes: &[usize]) -> Vec<Vec<Vec<T>>> {
+        inputs.iter().enumerate().map(|(i, x)| chunks(x, &sizes[i % sizes.len()..])).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn zips_do_not_depend_on_batching(
+            inputs in prop::collection::vec(prop::collection::vec(-100i64..100, 0..20), 1..4),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            order in prop::collection::vec(0usize..4, 0..30),
+        ) {
+            let n = inputs.len();
+            let once = run_batched(sum_op(n), whole(inputs.clone()), &[], 1);
+            let batched = run_batched(sum_op(n), split_all(&inputs, &sizes), &order, 1);
+            prop_assert_eq!(&once, &batched);
+            let min = inputs.iter().map(Vec::len).min().unwrap_or(0);
+            prop_assert_eq!(once[0].len(), min);
+            let mk = |n| merge_list_op(n, |cols: Vec<Vec<i64>>| {
+                Ok(rows(cols).map(|r| r.iter().product::<i64>()).collect())
+            });
+            let a = run_batched(mk(n), whole(inputs.clone()), &[], 1);
+            let b = run_batched(mk(n), split_all(&inputs, &sizes), &order, 1);
+            prop_assert_eq!(a, b);
+            let mut op = Zip::new(n, |_c: Vec<Vec<i64>>, _o: &mut Outputs<i64>| Ok(()));
+            let mut out = Outputs::new(1);
+            for (i, x) in inputs.iter().enumerate() {
+                op.on_batch(i, x.clone(), &mut out).unwrap();
+            }
+            op.finish(&mut out).unwrap();
+            let discarded: u64 = inputs.iter().map(|x| (x.len() - min) as u64).sum();
+            prop_assert_eq!(op.buf.discarded().iter().sum::<u64>(), discarded);
+        }
+
+        #[test]
+        fn timed_zip_does_not_depend_on_batching(
+            inputs in prop::collection::vec(times(15), 1..4),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            order in prop::collection::vec(0usize..4, 0..30),
+        ) {
+            let n = inputs.len();
+            let once = run_batched(TimedZip::<(i64, i64)>::new(n), whole(inputs.clone()), &[], 1);
+            let batched = run_batched(TimedZip::<(i64, i64)>::new(n), split_all(&inputs, &sizes), &order, 1);
+            prop_assert_eq!(&once, &batched);
+            // Every element appears once, at its time, in increasing time order.
+            let total: usize = inputs.iter().map(Vec::len).sum();
+            let present: usize = once[0].iter().map(|(_, v)| v.iter().flatten().count()).sum();
+            prop_assert_eq!(total, present);
+            prop_assert!(once[0].windows(2).all(|w| w[0].0 < w[1].0));
+        }
+    }
+}

@@ -27,7 +27,7 @@ fn drive<O: Operator>(
 ) -> OpResult {
     let n_in = inputs.len();
     let mut out = Outputs::new(n_out);
-    let mut collect = |out: &mut Outputs<O::Out>, got: &mut [Vec<O::Out>]| {
+    let collect = |out: &mut Outputs<O::Out>, got: &mut [Vec<O::Out>]| {
         for (p, g) in got.iter_mut().enumerate() {
             g.extend(out.take(p));
         }
