@@ -290,3 +290,153 @@ impl Graph {
         self.add_operator("timed_unzip", SplitElement::new(timed_unzip_fn::<E>(n)), &[s], n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::merge::TimedZip;
+    use crate::operator::testkit::{chunks, run_batched, try_run_batched, whole};
+    use proptest::prelude::*;
+
+    fn v(s: &str) -> Value {
+        Value::from_json(s).unwrap()
+    }
+
+    fn vs(lines: &[&str]) -> Vec<Value> {
+        lines.iter().map(|s| v(s)).collect()
+    }
+
+    #[test]
+    fn unzip_keeps_nulls_and_short_arrays_emit_nothing_on_missing_outputs() {
+        let op = SplitElement::new(unzip_fn::<Value>(3));
+        let got = run_batched(op, whole(vec![vs(&["[1, null, 3]", "[4]", "[]", "[null, 5, 6]"])]), &[], 3);
+        assert_eq!(got, vec![vs(&["1", "4", "null"]), vs(&["null", "5"]), vs(&["3", "6"])]);
+    }
+
+    #[test]
+    fn unzip_of_a_longer_array_or_a_non_array_is_an_error() {
+        let op = SplitElement::new(unzip_fn::<Value>(2));
+        let (got, r) = try_run_batched(op, vec![vec![vs(&["[1, 2]"]), vs(&["[1, 2, 3]"])]], &[], 2);
+        assert_eq!(got, vec![vs(&["1"]), vs(&["2"])]);
+        let e = r.unwrap_err();
+        assert_eq!(e.message, "unzip: an array of 3 entries for 2 outputs");
+        assert!(e.element.is_some());
+        let (_, r) = try_run_batched(SplitElement::new(unzip_fn::<Value>(2)), whole(vec![vs(&["7"])]), &[], 2);
+        assert!(r.unwrap_err().message.contains("expects an array"));
+    }
+
+    #[test]
+    fn separate_routes_by_index_and_rejects_a_bad_index() {
+        let op = SplitElement::new(separate_fn::<Value>(3));
+        let got = run_batched(
+            op,
+            whole(vec![vs(&[r#"[0, "x"]"#, r#"[2, "y"]"#, r#"[0, "z"]"#, r#"[1, "w"]"#])]),
+            &[],
+            3,
+        );
+        assert_eq!(got, vec![vs(&[r#""x""#, r#""z""#]), vs(&[r#""w""#]), vs(&[r#""y""#])]);
+        for bad in ["[3, 1]", "[-1, 1]", "[1.0, 1]", "[\"a\", 1]", "[1]"] {
+            let op = SplitElement::new(separate_fn::<Value>(3));
+            let (_, r) = try_run_batched(op, whole(vec![vs(&[bad])]), &[], 3);
+            let e = r.expect_err(bad);
+            assert!(e.message.contains("separate"), "{bad}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn timed_unzip_treats_null_as_absent_and_inverts_timed_zip() {
+        let z = vs(&[r#"[1, ["a", null]]"#, r#"[2, [null, "A"]]"#, r#"[3, ["b", "B"]]"#, r#"[4, []]"#]);
+        let op = SplitElement::new(timed_unzip_fn::<Value>(2));
+        let got = run_batched(op, whole(vec![z.clone()]), &[], 2);
+        assert_eq!(got, vec![vs(&[r#"[1, "a"]"#, r#"[3, "b"]"#]), vs(&[r#"[2, "A"]"#, r#"[3, "B"]"#])]);
+        let rezipped = run_batched(TimedZip::<Value>::new(2), whole(got), &[], 1);
+        assert_eq!(rezipped[0], z[..3].to_vec());
+        let (_, r) = try_run_batched(
+            SplitElement::new(timed_unzip_fn::<Value>(1)),
+            whole(vec![vs(&["[1, [1, 2]]"])]),
+            &[],
+            1,
+        );
+        assert!(r.unwrap_err().message.contains("2 values for 1 outputs"));
+    }
+
+    #[test]
+    fn split_results_of_the_wrong_length_are_errors() {
+        let op = SplitElement::new(|x: i64| Ok(vec![Emit::One(x)]));
+        let (_, r) = try_run_batched(op, whole(vec![vec![1]]), &[], 2);
+        assert_eq!(
+            r.unwrap_err().message,
+            "a split result has 1 entries; expected 2 (one per output)"
+        );
+    }
+
+    #[test]
+    fn the_split_family_runs_end_to_end() {
+        let mut g = Graph::new();
+        let x = g.source_iter(0..7i64);
+        let [even, odd] = g.split_element(&x, |v| {
+            if v % 2 == 0 { [Emit::One(v), Emit::Skip] } else { [Emit::Skip, Emit::One(v)] }
+        });
+        let [lo, hi] = g.split_element_with_state(&x, 0i64, |v, n| {
+            *n += 1;
+            if v < 3 { [Emit::One(*n), Emit::Skip] } else { [Emit::Skip, Emit::One(*n)] }
+        });
+        let tried = g.try_split_element(&x, 1, |v| Ok(vec![Emit::Many(vec![v, v])]));
+        let u = g.source_iter(vs(&[r#"[1, "a"]"#, r#"[2, "b"]"#, r#"[3, "c"]"#]));
+        let unz = g.unzip(&u, 2);
+        let p = g.source_iter(vec![(1usize, 'a'), (0, 'b')]);
+        let sep = g.unmix(&p, 2);
+        let t = g.source_iter(vec![(1i64, vec![Some('a'), None]), (2, vec![None, Some('b')])]);
+        let tu = g.timed_unzip::<(i64, char)>(&t, 2);
+        let c = [even, odd, lo, hi, tried[0]].map(|s| g.collect(&s));
+        let cu: Vec<_> = unz.iter().map(|s| g.collect(s)).collect();
+        let cs: Vec<_> = sep.iter().map(|s| g.collect(s)).collect();
+        let ct: Vec<_> = tu.iter().map(|s| g.collect(s)).collect();
+        g.run().unwrap();
+        let got: Vec<Vec<i64>> = c.iter().map(|c| c.take()).collect();
+        assert_eq!(
+            got,
+            vec![
+                vec![0, 2, 4, 6],
+                vec![1, 3, 5],
+                vec![1, 2, 3],
+                vec![4, 5, 6, 7],
+                vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6],
+            ]
+        );
+        assert_eq!(cu[0].take(), vs(&["1", "2", "3"]));
+        assert_eq!(cu[1].take(), vs(&[r#""a""#, r#""b""#, r#""c""#]));
+        assert_eq!(cs[0].take(), vec!['b']);
+        assert_eq!(cs[1].take(), vec!['a']);
+        assert_eq!(ct[0].take(), vec![(1, 'a')]);
+        assert_eq!(ct[1].take(), vec![(2, 'b')]);
+    }
+
+    proptest! {
+        #[test]
+        fn splits_do_not_depend_on_batching(
+            xs in prop::collection::vec(prop::collection::vec(prop::option::of(-9i64..9), 0..4), 0..30),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+        ) {
+            // unzip over Vec<Option<i64>> (None standing for null), at most 3 outputs.
+            let once = run_batched(SplitElement::new(unzip_fn::<Vec<Option<i64>>>(3)), whole(vec![xs.clone()]), &[], 3);
+            let batched = run_batched(SplitElement::new(unzip_fn::<Vec<Option<i64>>>(3)), vec![chunks(&xs, &sizes)], &[], 3);
+            prop_assert_eq!(&once, &batched);
+            // separate on (j, v) pairs made from the same data.
+            let pairs: Vec<(usize, i64)> = xs.iter().map(|a| (a.len() % 3, a.iter().flatten().sum())).collect();
+            let once = run_batched(SplitElement::new(separate_fn::<(usize, i64)>(3)), whole(vec![pairs.clone()]), &[], 3);
+            let batched = run_batched(SplitElement::new(separate_fn::<(usize, i64)>(3)), vec![chunks(&pairs, &sizes)], &[], 3);
+            prop_assert_eq!(&once, &batched);
+            // timed_unzip of rows with strictly increasing times.
+            let rows: Vec<(i64, Vec<Option<i64>>)> = xs.iter().cloned().enumerate().map(|(i, r)| (i as i64, r)).collect();
+            let once = run_batched(SplitElement::new(timed_unzip_fn::<(i64, i64)>(3)), whole(vec![rows.clone()]), &[], 3);
+            let batched = run_batched(SplitElement::new(timed_unzip_fn::<(i64, i64)>(3)), vec![chunks(&rows, &sizes)], &[], 3);
+            prop_assert_eq!(&once, &batched);
+            // split_element.
+            let f = || SplitElement::new(|x: (i64, Vec<Option<i64>>)| Ok(vec![Emit::One(x.0), Emit::Many(x.1.into_iter().flatten().collect())]));
+            let once = run_batched(f(), whole(vec![rows.clone()]), &[], 2);
+            let batched = run_batched(f(), vec![chunks(&rows, &sizes)], &[], 2);
+            prop_assert_eq!(once, batched);
+        }
+    }
+}
