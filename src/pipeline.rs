@@ -204,6 +204,8 @@ struct NodeEntry {
     inputs: Vec<usize>,
     outputs: Vec<usize>,
     body: Box<dyn NodeBody>,
+    /// An input link fed from outside the graph (`source_channel`), taken as input 0.
+    external: Option<AnyLink>,
 }
 
 struct StreamEntry {
@@ -348,8 +350,24 @@ impl Graph {
             inputs: inputs.iter().map(|s| s.id).collect(),
             outputs: outputs.iter().map(|s| s.id).collect(),
             body: Box::new(Body(op)),
+            external: None,
         });
         outputs
+    }
+
+    /// Adds an operator whose one input is `chan`, fed from outside the graph (by another
+    /// thread) rather than by an operator: the stream ends when `chan` is closed.
+    pub(crate) fn add_external_source<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        chan: Arc<Channel<O::In>>,
+    ) -> Stream<O::Out> {
+        let s = self.add_operator(kind, op, &[], 1)[0];
+        if let Some(n) = self.nodes.last_mut() {
+            n.external = Some(Box::new(chan));
+        }
+        s
     }
 
     /// Adds an operator with exactly one output.
@@ -418,7 +436,7 @@ impl Runner {
     }
 
     fn run(self) -> Result<Report, RunError> {
-        let Runner { g, feeds } = self;
+        let Runner { mut g, feeds } = self;
         let n = g.nodes.len();
         let mut adj = vec![vec![]; n];
         for (c, f) in feeds.iter().enumerate() {
@@ -444,6 +462,11 @@ impl Runner {
             g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
         let mut producer_links: Vec<Vec<Vec<usize>>> =
             g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        for (c, node) in g.nodes.iter_mut().enumerate() {
+            if let Some(link) = node.external.take() {
+                inputs[c].push((link, false));
+            }
+        }
         for c in 0..n {
             for (port, &(p, pp)) in feeds[c].iter().enumerate() {
                 let intra = comp[c].is_some() && comp[c] == comp[p];
