@@ -211,6 +211,8 @@ struct NodeEntry {
     outputs: Vec<usize>,
     body: Box<dyn NodeBody>,
     cycle: Option<CycleOverride>,
+    /// An input link fed from outside the graph (`source_channel`), taken as input 0.
+    external: Option<AnyLink>,
 }
 
 /// A node's membership in a feedback cycle that spans processes, as the caller computed it.
@@ -408,8 +410,24 @@ impl Graph {
             outputs: outputs.iter().map(|s| s.id).collect(),
             body: Box::new(Body(op)),
             cycle: None,
+            external: None,
         });
         outputs
+    }
+
+    /// Adds an operator whose one input is `chan`, fed from outside the graph (by another
+    /// thread) rather than by an operator: the stream ends when `chan` is closed.
+    pub(crate) fn add_external_source<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        chan: Arc<Channel<O::In>>,
+    ) -> Stream<O::Out> {
+        let s = self.add_operator(kind, op, &[], 1)[0];
+        if let Some(n) = self.nodes.last_mut() {
+            n.external = Some(Box::new(chan));
+        }
+        s
     }
 
     /// Adds an operator with exactly one output.
@@ -658,6 +676,11 @@ impl Runner {
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
         let mut outputs: Vec<Vec<Vec<AnyLink>>> =
             g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        for (c, node) in g.nodes.iter_mut().enumerate() {
+            if let Some(link) = node.external.take() {
+                inputs[c].push((link, false));
+            }
+        }
         for c in 0..n {
             for (port, feed) in feeds[c].iter().enumerate() {
                 let intra = intra_of[c][port];

@@ -1,11 +1,56 @@
 //! Sources: streams fed from an iterator, a function, a file, or another thread.
+//!
+//! Every generating source can be paced with [`Paced`] (an `interval` between elements);
+//! `source_channel` is fed by another thread through a [`SourceSender`].
 
-use crate::operator::{Element, Gen, OpResult, Operator, Outputs};
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::emit::{Emit, IntoEmit};
+use crate::link::local::{Channel, End, LinkConfig, Overflow};
+use crate::operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
+use crate::value::Value;
+
+/// The format of a file source or sink: one element per line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Each line is a string element (without its line ending).
+    Lines,
+    /// Each line is a JSON value; blank lines are ignored.
+    #[default]
+    Jsonl,
+    /// Each line is a CSV row, an array of values (see [`csv_row`]); blank lines are ignored.
+    Csv,
+}
+
+/// What a bad input line does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OnError {
+    /// The source stops at the line, after what came before it: a data error naming `file:line`.
+    #[default]
+    Fail,
+    /// The line is reported (`file:line`, reason) as a warning, counted, and skipped.
+    Skip,
+}
+
+/// A type check of a typed stream's elements: `Err(reason)` makes the line bad.
+pub type TypeCheck = fn(&Value) -> Result<(), String>;
 
 /// Emits the items of an iterator.
 pub struct IterSource<I: Iterator> {
     it: I,
+}
+
+impl<I: Iterator> IterSource<I> {
+    /// A source emitting the items of `it`.
+    pub fn new(it: I) -> Self {
+        IterSource { it }
+    }
 }
 
 impl<I> Operator for IterSource<I>
@@ -23,6 +68,393 @@ where
     }
 }
 
+/// Holds back an error until what was generated before it has been handed on: the actor
+/// drops a callback's output when it fails.
+fn fail_after<T>(o: &[T], start: usize, e: OpError, pending: &mut Option<OpError>) -> OpResult<Gen> {
+    if o.len() > start {
+        *pending = Some(e);
+        Ok(Gen::More)
+    } else {
+        Err(e)
+    }
+}
+
+/// Emits `f(0)`, `f(1)`, ... `f(count - 1)` (IoTPy's `source_func_to_stream`); an `Emit::Skip`
+/// emits nothing for that call.
+pub struct SourceFn<T, F> {
+    f: F,
+    count: usize,
+    i: usize,
+    pending: Option<OpError>,
+    _t: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T, F> SourceFn<T, F>
+where
+    F: FnMut(usize) -> Result<Emit<T>, OpError>,
+{
+    /// A source making `count` calls of `f`.
+    pub fn new(count: usize, f: F) -> Self {
+        SourceFn {
+            f,
+            count,
+            i: 0,
+            pending: None,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T: Element, F> Operator for SourceFn<T, F>
+where
+    F: FnMut(usize) -> Result<Emit<T>, OpError> + Send + 'static,
+{
+    type In = T;
+    type Out = T;
+
+    fn generate(&mut self, out: &mut Outputs<T>, max: usize) -> OpResult<Gen> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        let o = out.port_mut(0);
+        let start = o.len();
+        let mut calls = 0;
+        while self.i < self.count && calls < max && o.len() - start < max {
+            match (self.f)(self.i) {
+                Ok(e) => e.push_into(o),
+                Err(e) => {
+                    let e = OpError {
+                        message: format!("call {}: {}", self.i, e.message),
+                        ..e
+                    };
+                    return fail_after(o, start, e, &mut self.pending);
+                }
+            }
+            self.i += 1;
+            calls += 1;
+        }
+        Ok(if self.i >= self.count { Gen::Done } else { Gen::More })
+    }
+}
+
+/// Paces any generating source: one element per call, then a pause of `interval` (for
+/// replaying sensor data in real time). No pause after a call that emitted nothing.
+pub struct Paced<O> {
+    inner: O,
+    interval: Duration,
+}
+
+impl<O: Operator> Paced<O> {
+    /// `inner`, with `interval` between its elements.
+    pub fn new(inner: O, interval: Duration) -> Self {
+        Paced { inner, interval }
+    }
+}
+
+impl<O: Operator> Operator for Paced<O> {
+    type In = O::In;
+    type Out = O::Out;
+
+    fn start(&mut self, out: &mut Outputs<O::Out>) -> OpResult {
+        self.inner.start(out)
+    }
+
+    fn generate(&mut self, out: &mut Outputs<O::Out>, _max: usize) -> OpResult<Gen> {
+        let before = if out.is_empty() { 0 } else { out.port_mut(0).len() };
+        let g = self.inner.generate(out, 1)?;
+        let emitted = !out.is_empty() && out.port_mut(0).len() > before;
+        Ok(match g {
+            Gen::More if emitted => Gen::Wait(self.interval),
+            g => g,
+        })
+    }
+
+    fn finish(&mut self, out: &mut Outputs<O::Out>) -> OpResult {
+        self.inner.finish(out)
+    }
+
+    fn end_note(&self) -> Option<String> {
+        self.inner.end_note()
+    }
+}
+
+/// Splits one CSV record into fields, each with whether it was quoted.
+///
+/// Fields are separated by `,`; a field starting with `"` is quoted, `""` inside it is one
+/// `"`, and it may hold commas and line breaks. `None` means a quoted field is not closed
+/// (the record goes on on the next line). Text after a closing quote, up to the next comma,
+/// is appended to the field.
+pub fn split_csv(record: &str) -> Option<Vec<(String, bool)>> {
+    let mut fields = vec![];
+    let mut chars = record.chars().peekable();
+    loop {
+        let mut field = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return None,
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+        }
+        loop {
+            match chars.next() {
+                None => {
+                    fields.push((field, quoted));
+                    return Some(fields);
+                }
+                Some(',') => break,
+                Some(c) => field.push(c),
+            }
+        }
+        fields.push((field, quoted));
+    }
+}
+
+/// The value of one CSV field: a quoted field is a string; an unquoted one is an integer if
+/// it parses as i64, a float if it is written as a decimal number (digits, sign, `.`, exponent;
+/// never `nan` or `inf`), else the string as written. Surrounding spaces are ignored for the
+/// number test only. An empty field is the empty string.
+pub fn csv_value(field: String, quoted: bool) -> Value {
+    if quoted {
+        return Value::Str(field);
+    }
+    let t = field.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Value::Int(i);
+    }
+    let numeric = t.bytes().any(|b| b.is_ascii_digit())
+        && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+    match t.parse::<f64>() {
+        Ok(f) if numeric => Value::Float(f),
+        _ => Value::Str(field),
+    }
+}
+
+/// Parses one CSV record into an array of values ([`split_csv`], then [`csv_value`]);
+/// `None` if a quoted field is not closed.
+pub fn csv_row(record: &str) -> Option<Value> {
+    let fields = split_csv(record)?;
+    Some(Value::Array(
+        fields.into_iter().map(|(f, q)| csv_value(f, q)).collect(),
+    ))
+}
+
+/// Reads a file line by line (buffered), one element per line in a [`Format`]; bad lines
+/// follow [`OnError`].
+pub struct FileSource {
+    path: PathBuf,
+    format: Format,
+    on_error: OnError,
+    typecheck: Option<TypeCheck>,
+    reader: Option<BufReader<File>>,
+    buf: Vec<u8>,
+    line: usize,
+    skipped: u64,
+    pending: Option<OpError>,
+}
+
+impl FileSource {
+    /// A source reading `path` in `format`.
+    pub fn new(path: impl AsRef<Path>, format: Format, on_error: OnError, typecheck: Option<TypeCheck>) -> Self {
+        FileSource {
+            path: path.as_ref().to_path_buf(),
+            format,
+            on_error,
+            typecheck,
+            reader: None,
+            buf: Vec::new(),
+            line: 0,
+            skipped: 0,
+            pending: None,
+        }
+    }
+
+    /// Bad lines skipped so far.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// Reads one more line into `self.buf` (without its line ending); false at end of file.
+    fn read_line(&mut self) -> OpResult<bool> {
+        self.buf.clear();
+        let Some(r) = self.reader.as_mut() else { return Ok(false) };
+        let n = r.read_until(b'\n', &mut self.buf).map_err(|e| {
+            OpError::new(format!("{}:{}: cannot read: {e}", self.path.display(), self.line + 1))
+        })?;
+        if n == 0 {
+            return Ok(false);
+        }
+        self.line += 1;
+        if self.buf.last() == Some(&b'\n') {
+            self.buf.pop();
+        }
+        if self.buf.last() == Some(&b'\r') {
+            self.buf.pop();
+        }
+        Ok(true)
+    }
+
+    /// Parses the record starting at the current line: `Ok(None)` for a line to ignore.
+    fn parse(&mut self) -> OpResult<Result<Option<Value>, String>> {
+        let text = match std::str::from_utf8(&self.buf) {
+            Ok(t) => t.to_string(),
+            Err(_) => return Ok(Err("not valid UTF-8".into())),
+        };
+        let v = match self.format {
+            Format::Lines => Value::Str(text),
+            Format::Jsonl if text.trim().is_empty() => return Ok(Ok(None)),
+            Format::Jsonl => match Value::from_json(&text) {
+                Ok(v) => v,
+                Err(e) => return Ok(Err(format!("invalid JSON: {e}"))),
+            },
+            Format::Csv if text.trim().is_empty() => return Ok(Ok(None)),
+            Format::Csv => {
+                let mut record = text;
+                loop {
+                    if let Some(row) = csv_row(&record) {
+                        break row;
+                    }
+                    if !self.read_line()? {
+                        return Ok(Err("a quoted field is not closed".into()));
+                    }
+                    record.push('\n');
+                    record.push_str(&String::from_utf8_lossy(&self.buf));
+                }
+            }
+        };
+        if let Some(check) = self.typecheck {
+            if let Err(reason) = check(&v) {
+                return Ok(Err(reason));
+            }
+        }
+        Ok(Ok(Some(v)))
+    }
+}
+
+impl Operator for FileSource {
+    type In = Value;
+    type Out = Value;
+
+    fn generate(&mut self, out: &mut Outputs<Value>, max: usize) -> OpResult<Gen> {
+        if let Some(e) = self.pending.take() {
+            return Err(e);
+        }
+        if self.reader.is_none() {
+            let f = File::open(&self.path)
+                .map_err(|e| OpError::new(format!("cannot open {}: {e}", self.path.display())))?;
+            self.reader = Some(BufReader::with_capacity(64 * 1024, f));
+        }
+        let start = out.port_mut(0).len();
+        while out.port_mut(0).len() - start < max {
+            if !self.read_line()? {
+                return Ok(Gen::Done);
+            }
+            let first = self.line;
+            match self.parse()? {
+                Ok(Some(v)) => out.push(v),
+                Ok(None) => {}
+                Err(reason) => {
+                    let msg = format!("{}:{first}: {reason}", self.path.display());
+                    match self.on_error {
+                        OnError::Fail => {
+                            return fail_after(out.port_mut(0), start, OpError::data(msg), &mut self.pending)
+                        }
+                        OnError::Skip => {
+                            tracing::warn!("{msg} (line skipped)");
+                            self.skipped += 1;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Gen::More)
+    }
+
+    fn end_note(&self) -> Option<String> {
+        (self.skipped > 0).then(|| format!("skipped {} bad lines of {}", self.skipped, self.path.display()))
+    }
+}
+
+/// The input end of a [`Graph::source_channel`]: another thread sends elements into the
+/// stream. Clones share the stream, which ends once every clone is dropped or `close` is called.
+pub struct SourceSender<T> {
+    inner: Arc<SenderInner<T>>,
+}
+
+impl<T> Clone for SourceSender<T> {
+    fn clone(&self) -> Self {
+        SourceSender {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct SenderInner<T> {
+    chan: Arc<Channel<T>>,
+    closed: AtomicBool,
+}
+
+impl<T> SenderInner<T> {
+    fn close(&self) {
+        if !self.closed.swap(true, Ordering::AcqRel) {
+            self.chan.close(End::default());
+        }
+    }
+}
+
+impl<T> Drop for SenderInner<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A send on a [`SourceSender`] whose stream was already closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the source channel is closed")]
+pub struct SourceClosed;
+
+impl<T> SourceSender<T> {
+    /// Sends one element, waiting while the stream's buffer is full.
+    pub fn send(&self, x: T) -> Result<(), SourceClosed> {
+        self.send_batch(vec![x])
+    }
+
+    /// Sends a batch of elements in order, waiting while the stream's buffer is full.
+    pub fn send_batch(&self, mut batch: Vec<T>) -> Result<(), SourceClosed> {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SourceClosed);
+        }
+        self.inner.chan.push_blocking(&mut batch, None);
+        Ok(())
+    }
+
+    /// Ends the stream (also done when the last clone is dropped).
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+/// Passes on what a [`SourceSender`] sends.
+pub struct ChannelSource<T>(std::marker::PhantomData<fn(T)>);
+
+impl<T: Element> Operator for ChannelSource<T> {
+    type In = T;
+    type Out = T;
+
+    fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<T>) -> OpResult {
+        out.put_vec(0, batch);
+        Ok(())
+    }
+}
+
 impl Graph {
     /// A source that emits every item of `it`, then ends.
     pub fn source_iter<I>(&mut self, it: I) -> Stream<I::Item>
@@ -31,6 +463,160 @@ impl Graph {
         I::IntoIter: Send + 'static,
         I::Item: Element,
     {
-        self.add_unary("source_iter", IterSource { it: it.into_iter() }, &[])
+        self.add_unary("source_iter", IterSource::new(it.into_iter()), &[])
+    }
+
+    /// Adds a generating source operator, paced with `interval` between elements if given
+    /// (e.g. `g.source_paced("source_iter", IterSource::new(0..10), Some(ms))`).
+    pub fn source_paced<O: Operator>(&mut self, kind: &str, op: O, interval: Option<Duration>) -> Stream<O::Out> {
+        match interval {
+            Some(d) => self.add_unary(kind, Paced::new(op, d), &[]),
+            None => self.add_unary(kind, op, &[]),
+        }
+    }
+
+    /// `source_iter` with a pause of `interval` between elements.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use tributary::Graph;
+    /// let mut g = Graph::new();
+    /// let x = g.source_iter_paced(vec![1i64, 2, 3], Duration::from_millis(20));
+    /// let out = g.collect(&x);
+    /// let t0 = Instant::now();
+    /// g.run().unwrap();
+    /// assert!(t0.elapsed() >= Duration::from_millis(40));
+    /// assert_eq!(out.take(), vec![1, 2, 3]);
+    /// ```
+    pub fn source_iter_paced<I>(&mut self, it: I, interval: Duration) -> Stream<I::Item>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Element,
+    {
+        self.source_paced("source_iter", IterSource::new(it.into_iter()), Some(interval))
+    }
+
+    /// `source_fn`: emits `f(0)`, `f(1)`, ..., `f(count - 1)` (a value, or an [`Emit`]: `Skip`
+    /// emits nothing for that call), then ends.
+    ///
+    /// ```
+    /// use tributary::{Emit, Graph};
+    /// let mut g = Graph::new();
+    /// let x = g.source_fn(5, |i| if i % 2 == 0 { Emit::One(i as i64 * 10) } else { Emit::Skip });
+    /// let out = g.collect(&x);
+    /// g.run().unwrap();
+    /// assert_eq!(out.take(), vec![0, 20, 40]);
+    /// ```
+    pub fn source_fn<T, R, F>(&mut self, count: usize, mut f: F) -> Stream<T>
+    where
+        T: Element,
+        R: IntoEmit<T>,
+        F: FnMut(usize) -> R + Send + 'static,
+    {
+        self.add_unary("source_fn", SourceFn::new(count, move |i| Ok(f(i).into_emit())), &[])
+    }
+
+    /// `source_fn` with a fallible function: an `Err` fails the source (after what it emitted).
+    pub fn try_source_fn<T, F>(&mut self, count: usize, f: F) -> Stream<T>
+    where
+        T: Element,
+        F: FnMut(usize) -> Result<Emit<T>, OpError> + Send + 'static,
+    {
+        self.add_unary("source_fn", SourceFn::new(count, f), &[])
+    }
+
+    /// Stateful `source_fn`: `f(i, &mut state)`.
+    ///
+    /// ```
+    /// use tributary::Graph;
+    /// let mut g = Graph::new();
+    /// let fib = g.source_fn_with_state(6, (0i64, 1i64), |_, s| { let x = s.0; *s = (s.1, s.0 + s.1); x });
+    /// let out = g.collect(&fib);
+    /// g.run().unwrap();
+    /// assert_eq!(out.take(), vec![0, 1, 1, 2, 3, 5]);
+    /// ```
+    pub fn source_fn_with_state<T, S, R, F>(&mut self, count: usize, mut state: S, mut f: F) -> Stream<T>
+    where
+        T: Element,
+        S: Send + 'static,
+        R: IntoEmit<T>,
+        F: FnMut(usize, &mut S) -> R + Send + 'static,
+    {
+        let op = SourceFn::new(count, move |i| Ok(f(i, &mut state).into_emit()));
+        self.add_unary("source_fn", op, &[])
+    }
+
+    /// `source_fn` with a pause of `interval` between elements.
+    pub fn source_fn_paced<T, R, F>(&mut self, count: usize, interval: Duration, mut f: F) -> Stream<T>
+    where
+        T: Element,
+        R: IntoEmit<T>,
+        F: FnMut(usize) -> R + Send + 'static,
+    {
+        let op = SourceFn::new(count, move |i| Ok(f(i).into_emit()));
+        self.source_paced("source_fn", op, Some(interval))
+    }
+
+    /// `source.file`: one element per line of `path` in `format` (lines numbered from 1).
+    /// A bad line (bad JSON or CSV, or rejected by `typecheck`) follows `on_error`: `Fail`
+    /// stops the source there with a data error `path:line: reason` after emitting what came
+    /// before; `Skip` warns with `path:line` and the reason, and counts it. A missing file
+    /// fails the source with an error naming the path. Pace it with [`Graph::source_paced`]
+    /// and a [`FileSource`].
+    ///
+    /// ```
+    /// use tributary::{Graph, Value};
+    /// use tributary::operator::source::{Format, OnError};
+    /// let dir = std::env::temp_dir().join(format!("tributary-doc-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir).unwrap();
+    /// let path = dir.join("in.jsonl");
+    /// std::fs::write(&path, "1\n\n[2, \"b\"]\n").unwrap();
+    /// let mut g = Graph::new();
+    /// let x = g.source_file(&path, Format::Jsonl, OnError::Fail, None);
+    /// let out = g.collect(&x);
+    /// g.run().unwrap();
+    /// assert_eq!(out.take(), vec![Value::Int(1), Value::from_json("[2, \"b\"]").unwrap()]);
+    /// ```
+    pub fn source_file(
+        &mut self,
+        path: impl AsRef<Path>,
+        format: Format,
+        on_error: OnError,
+        typecheck: Option<TypeCheck>,
+    ) -> Stream<Value> {
+        self.add_unary("source.file", FileSource::new(path, format, on_error, typecheck), &[])
+    }
+
+    /// `source_channel`: a stream another thread feeds through the returned [`SourceSender`]
+    /// (`send`, `send_batch`; they wait while `capacity` elements are queued). The stream
+    /// ends when every sender is dropped or `close` is called.
+    ///
+    /// ```
+    /// use tributary::Graph;
+    /// let mut g = Graph::new();
+    /// let (tx, x) = g.source_channel::<i64>(16);
+    /// let y = g.map_element(&x, |v| v + 1);
+    /// let out = g.collect(&y);
+    /// let feeder = std::thread::spawn(move || {
+    ///     for i in 0..100 { tx.send(i).unwrap(); }
+    /// });
+    /// g.run().unwrap();
+    /// feeder.join().unwrap();
+    /// assert_eq!(out.take(), (1..=100).collect::<Vec<i64>>());
+    /// ```
+    pub fn source_channel<T: Element>(&mut self, capacity: usize) -> (SourceSender<T>, Stream<T>) {
+        let chan = Channel::new(LinkConfig {
+            capacity: capacity.max(1),
+            overflow: Overflow::Block,
+        });
+        let s = self.add_external_source("source_channel", ChannelSource(std::marker::PhantomData), chan.clone());
+        let tx = SourceSender {
+            inner: Arc::new(SenderInner {
+                chan,
+                closed: AtomicBool::new(false),
+            }),
+        };
+        (tx, s)
     }
 }
