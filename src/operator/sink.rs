@@ -1,10 +1,16 @@
 //! Sinks: streams consumed by a closure, a collector the caller reads, a file, or a channel.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
 use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::operator::source::Format;
 use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
+use crate::value::{format_float, Value};
 
 /// Calls a fallible function on each element.
 pub struct SinkElement<T, F> {
@@ -62,6 +68,219 @@ impl<T: Element> Operator for Collect<T> {
     }
 }
 
+/// Writes `v` as one line of `format` into `out` (without the line ending); returns how many
+/// non-finite floats were written as null (jsonl, lines) or as an empty field (csv).
+///
+/// `Lines` writes a string as it is and anything else as JSON. `Csv` writes an array as one
+/// field per entry (any other value as one field): null is an empty field, numbers and bools
+/// as in JSON, strings as they are, nested arrays and maps as JSON text; a field holding a
+/// comma, a quote, a line break or surrounding spaces is quoted, and a string that would read
+/// back as a number is quoted too.
+pub fn format_line(v: &Value, format: Format, out: &mut String) -> usize {
+    match (format, v) {
+        (Format::Lines, Value::Str(s)) => {
+            out.push_str(s);
+            0
+        }
+        (Format::Jsonl | Format::Lines, v) => v.write_json(out),
+        (Format::Csv, Value::Array(a)) => {
+            let mut n = 0;
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                n += csv_field(x, out);
+            }
+            n
+        }
+        (Format::Csv, v) => csv_field(v, out),
+    }
+}
+
+fn csv_field(v: &Value, out: &mut String) -> usize {
+    match v {
+        Value::Null => 0,
+        Value::Float(f) if !f.is_finite() => 1,
+        Value::Float(f) => {
+            format_float(*f, out);
+            0
+        }
+        Value::Str(s) => {
+            let reads_as_other = !matches!(
+                crate::operator::source::csv_value(s.clone(), false),
+                Value::Str(_)
+            );
+            csv_text(s, reads_as_other, out);
+            0
+        }
+        Value::Array(_) | Value::Map(_) => {
+            let mut t = String::new();
+            let n = v.write_json(&mut t);
+            csv_text(&t, false, out);
+            n
+        }
+        other => other.write_json(out),
+    }
+}
+
+fn csv_text(s: &str, force_quotes: bool, out: &mut String) {
+    let needs = force_quotes
+        || s.contains([',', '"', '\n', '\r'])
+        || s.starts_with(' ')
+        || s.ends_with(' ');
+    if needs {
+        out.push('"');
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+/// Where a [`WriteSink`] writes.
+enum Target {
+    File(PathBuf, Option<BufWriter<File>>),
+    Stdout,
+}
+
+/// Writes every element as one line of a [`Format`] to a file (`sink.file`) or to standard
+/// output (`sink.stdout`); non-finite floats are written as null, with a warning, and counted.
+pub struct WriteSink {
+    target: Target,
+    format: Format,
+    buf: String,
+    written: u64,
+    nonfinite: u64,
+}
+
+impl WriteSink {
+    /// A sink writing to the file at `path` (its parent directories are created, the file
+    /// truncated, when the run starts).
+    pub fn file(path: impl AsRef<Path>, format: Format) -> Self {
+        Self::new(Target::File(path.as_ref().to_path_buf(), None), format)
+    }
+
+    /// A sink writing to standard output.
+    pub fn stdout(format: Format) -> Self {
+        Self::new(Target::Stdout, format)
+    }
+
+    fn new(target: Target, format: Format) -> Self {
+        WriteSink {
+            target,
+            format,
+            buf: String::new(),
+            written: 0,
+            nonfinite: 0,
+        }
+    }
+
+    fn name(&self) -> String {
+        match &self.target {
+            Target::File(p, _) => p.display().to_string(),
+            Target::Stdout => "standard output".into(),
+        }
+    }
+
+    fn io_error(&self, what: &str, e: std::io::Error) -> OpError {
+        OpError::new(format!("cannot {what} {}: {e}", self.name()))
+    }
+
+    /// Writes and empties the text buffer.
+    fn write_buf(&mut self) -> OpResult {
+        let r = match &mut self.target {
+            Target::File(_, Some(w)) => w.write_all(self.buf.as_bytes()),
+            Target::File(_, None) => Ok(()),
+            Target::Stdout => std::io::stdout().lock().write_all(self.buf.as_bytes()),
+        };
+        self.buf.clear();
+        r.map_err(|e| self.io_error("write to", e))
+    }
+}
+
+impl Operator for WriteSink {
+    type In = Value;
+    type Out = Value;
+
+    fn start(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        let Target::File(path, _) = &self.target else {
+            return Ok(());
+        };
+        let path = path.clone();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                OpError::new(format!("cannot create the directory {}: {e}", dir.display()))
+            })?;
+        }
+        let f = File::create(&path).map_err(|e| self.io_error("create", e))?;
+        self.target = Target::File(path, Some(BufWriter::with_capacity(64 * 1024, f)));
+        Ok(())
+    }
+
+    fn on_batch(&mut self, _port: usize, batch: Vec<Value>, _out: &mut Outputs<Value>) -> OpResult {
+        for v in &batch {
+            let n = format_line(v, self.format, &mut self.buf);
+            self.buf.push('\n');
+            if n > 0 {
+                if self.nonfinite == 0 {
+                    tracing::warn!("{}: a non-finite float was written as null (element {v:?}); further ones are only counted", self.name());
+                }
+                self.nonfinite += n as u64;
+            }
+        }
+        self.written += batch.len() as u64;
+        self.write_buf()
+    }
+
+    fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        self.write_buf()?;
+        let r = match &mut self.target {
+            Target::File(_, Some(w)) => w.flush(),
+            Target::File(_, None) => Ok(()),
+            Target::Stdout => std::io::stdout().lock().flush(),
+        };
+        r.map_err(|e| self.io_error("flush", e))
+    }
+
+    fn end_note(&self) -> Option<String> {
+        (self.nonfinite > 0).then(|| {
+            format!(
+                "{} non-finite floats written as null to {}",
+                self.nonfinite,
+                self.name()
+            )
+        })
+    }
+}
+
+/// Sends every element into a standard channel (the receiver sees the end as a disconnect).
+struct ChannelSink<T> {
+    tx: Option<mpsc::Sender<T>>,
+}
+
+impl<T: Element> Operator for ChannelSink<T> {
+    type In = T;
+    type Out = T;
+
+    fn on_batch(&mut self, _port: usize, batch: Vec<T>, _out: &mut Outputs<T>) -> OpResult {
+        if let Some(tx) = &self.tx {
+            for x in batch {
+                if tx.send(x).is_err() {
+                    // The receiver is gone: nobody reads; stop sending.
+                    self.tx = None;
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Outputs<T>) -> OpResult {
+        self.tx = None;
+        Ok(())
+    }
+}
+
 impl Graph {
     /// `sink_element`: calls `f` on every element (side effects only).
     pub fn sink_element<T, F>(&mut self, s: &Stream<T>, mut f: F)
@@ -102,5 +321,119 @@ impl Graph {
             &[s],
         );
         Collector { items }
+    }
+
+    /// `sink.file`: writes every element of `s` as one line of `format` to `path`. Missing
+    /// parent directories are created and the file truncated when the run starts; it is
+    /// flushed at end-of-stream and exists after a successful run, even if empty. In `jsonl`,
+    /// floats always carry a `.` or an exponent (`2.0`), and non-finite floats are written as
+    /// null, with a warning, and counted (see [`format_line`]).
+    ///
+    /// ```
+    /// use tributary::{Graph, Value};
+    /// use tributary::operator::source::Format;
+    /// let dir = std::env::temp_dir().join(format!("tributary-doc-sink-{}", std::process::id()));
+    /// let path = dir.join("sub/out.jsonl");
+    /// let mut g = Graph::new();
+    /// let x = g.source_iter(vec![Value::Float(2.0), Value::from_json("[5, \"ab\"]").unwrap()]);
+    /// g.sink_file(&x, &path, Format::Jsonl);
+    /// g.run().unwrap();
+    /// assert_eq!(std::fs::read_to_string(&path).unwrap(), "2.0\n[5, \"ab\"]\n");
+    /// ```
+    pub fn sink_file(&mut self, s: &Stream<Value>, path: impl AsRef<Path>, format: Format) {
+        self.add_sink("sink.file", WriteSink::file(path, format), &[s])
+    }
+
+    /// `sink.stdout`: like [`Graph::sink_file`], to standard output (written a batch at a time).
+    pub fn sink_stdout(&mut self, s: &Stream<Value>, format: Format) {
+        self.add_sink("sink.stdout", WriteSink::stdout(format), &[s])
+    }
+
+    /// A sink that sends every element to the returned receiver, which sees a disconnect
+    /// once the stream has ended.
+    ///
+    /// ```
+    /// use tributary::Graph;
+    /// let mut g = Graph::new();
+    /// let x = g.source_iter(0..3i64);
+    /// let rx = g.sink_channel(&x);
+    /// g.run().unwrap();
+    /// assert_eq!(rx.iter().collect::<Vec<_>>(), vec![0, 1, 2]);
+    /// ```
+    pub fn sink_channel<T: Element>(&mut self, s: &Stream<T>) -> mpsc::Receiver<T> {
+        let (tx, rx) = mpsc::channel();
+        self.add_sink("sink_channel", ChannelSink { tx: Some(tx) }, &[s]);
+        rx
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Value {
+        Value::from_json(s).unwrap()
+    }
+
+    #[test]
+    fn jsonl_floats_keep_their_point_and_nonfinite_ones_become_null() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/out.jsonl");
+        let mut g = Graph::new();
+        let x = g.source_iter(vec![
+            Value::Float(2.0),
+            Value::Int(2),
+            v(r#"[1.5, "s", null]"#),
+            Value::Float(f64::NAN),
+            Value::Array(vec![Value::Float(f64::INFINITY)]),
+        ]);
+        g.sink_file(&x, &path, Format::Jsonl);
+        let report = g.run().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "2.0\n2\n[1.5, \"s\", null]\nnull\n[null]\n"
+        );
+        assert!(report
+            .notes
+            .iter()
+            .any(|(_, n)| n.starts_with("2 non-finite floats written as null")));
+    }
+
+    #[test]
+    fn sink_file_truncates_and_creates_an_empty_file_for_an_empty_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new/empty.jsonl");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "old\n").unwrap();
+        let mut g = Graph::new();
+        let x = g.source_iter(Vec::<Value>::new());
+        g.sink_file(&x, &path, Format::Jsonl);
+        g.run().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    #[test]
+    fn csv_and_lines_formats() {
+        let mut s = String::new();
+        format_line(&v(r#"[1, 2.0, "a,b", "say \"x\"", null, "7", [1, 2], true]"#), Format::Csv, &mut s);
+        assert_eq!(s, r#"1,2.0,"a,b","say ""x""",,"7","[1, 2]",true"#);
+        s.clear();
+        format_line(&v(r#""plain""#), Format::Lines, &mut s);
+        format_line(&v(r#"[1, "x"]"#), Format::Lines, &mut s);
+        assert_eq!(s, r#"plain[1, "x"]"#);
+        // A CSV row written then read back is the same row.
+        let row = v(r#"[1, -2.5, "a,b", "q\"q", "12", " pad "]"#);
+        let mut s = String::new();
+        format_line(&row, Format::Csv, &mut s);
+        assert_eq!(crate::operator::source::csv_row(&s), Some(row));
+    }
+
+    #[test]
+    fn sink_channel_sees_every_element_then_a_disconnect() {
+        let mut g = Graph::new();
+        let x = g.source_iter(0..2000i64);
+        let rx = g.sink_channel(&x);
+        g.run().unwrap();
+        assert_eq!(rx.iter().collect::<Vec<_>>(), (0..2000).collect::<Vec<_>>());
     }
 }

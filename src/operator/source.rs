@@ -620,3 +620,175 @@ impl Graph {
         (tx, s)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Value {
+        Value::from_json(s).unwrap()
+    }
+
+    fn drain<O: Operator>(op: &mut O, max: usize) -> (Vec<O::Out>, OpResult<Gen>) {
+        let mut got = vec![];
+        let mut out = Outputs::new(1);
+        loop {
+            let r = op.generate(&mut out, max);
+            got.extend(out.take(0));
+            match r {
+                Ok(Gen::More) | Ok(Gen::Wait(_)) => continue,
+                r => return (got, r),
+            }
+        }
+    }
+
+    fn file(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        (dir, p)
+    }
+
+    fn int_only(v: &Value) -> Result<(), String> {
+        match v {
+            Value::Int(_) => Ok(()),
+            other => Err(format!("expected i64, found {} {other}", other.type_name())),
+        }
+    }
+
+    #[test]
+    fn a_bad_line_fails_after_the_lines_before_it_or_is_skipped() {
+        let (_d, p) = file("input.jsonl", "1\n2\n\"three\"\n\n4\n");
+        for max in [1, 1024] {
+            let mut src = FileSource::new(&p, Format::Jsonl, OnError::Fail, Some(int_only));
+            let (got, r) = drain(&mut src, max);
+            assert_eq!(got, vec![Value::Int(1), Value::Int(2)]);
+            let e = r.unwrap_err();
+            assert!(e.data_error);
+            assert_eq!(
+                e.message,
+                format!("{}:3: expected i64, found string \"three\"", p.display())
+            );
+        }
+        let mut src = FileSource::new(&p, Format::Jsonl, OnError::Skip, Some(int_only));
+        let (got, r) = drain(&mut src, 2);
+        assert_eq!(r.unwrap(), Gen::Done);
+        assert_eq!(got, vec![Value::Int(1), Value::Int(2), Value::Int(4)]);
+        assert_eq!(src.skipped(), 1);
+        assert!(src.end_note().unwrap().starts_with("skipped 1 bad lines"));
+    }
+
+    #[test]
+    fn malformed_json_names_file_and_line() {
+        let (_d, p) = file("in.jsonl", "\n[1, 2]\n{oops\n");
+        let mut src = FileSource::new(&p, Format::Jsonl, OnError::Fail, None);
+        let (got, r) = drain(&mut src, 10);
+        assert_eq!(got, vec![v("[1, 2]")]);
+        let m = r.unwrap_err().message;
+        assert!(m.starts_with(&format!("{}:3: invalid JSON", p.display())), "{m}");
+    }
+
+    #[test]
+    fn a_missing_file_is_an_error_naming_the_path() {
+        let mut src = FileSource::new("/nonexistent/dir/x.jsonl", Format::Jsonl, OnError::Skip, None);
+        let (_, r) = drain(&mut src, 10);
+        assert!(r.unwrap_err().message.contains("/nonexistent/dir/x.jsonl"));
+    }
+
+    #[test]
+    fn lines_keep_blank_lines_and_strip_line_endings() {
+        let (_d, p) = file("in.txt", "a\r\n\nb");
+        let mut src = FileSource::new(&p, Format::Lines, OnError::Fail, None);
+        let (got, _) = drain(&mut src, 10);
+        assert_eq!(got, vec![v("\"a\""), v("\"\""), v("\"b\"")]);
+    }
+
+    #[test]
+    fn csv_quoting_and_number_rules() {
+        assert_eq!(
+            split_csv(r#"a,"b,c","say ""hi""",,"""#),
+            Some(vec![
+                ("a".into(), false),
+                ("b,c".into(), true),
+                ("say \"hi\"".into(), true),
+                ("".into(), false),
+                ("".into(), true),
+            ])
+        );
+        assert_eq!(split_csv("\"open"), None);
+        assert_eq!(
+            csv_row(r#"1, 2.5,-3e2,"4",nan,inf,x1,1e,"#),
+            Some(v(r#"[1, 2.5, -300.0, "4", "nan", "inf", "x1", "1e", ""]"#))
+        );
+        let (_d, p) = file("in.csv", "t,v\n1,\"multi\nline\"\n\n2,\"x,y\"\n3,\"bad\n");
+        let mut src = FileSource::new(&p, Format::Csv, OnError::Fail, None);
+        let (got, r) = drain(&mut src, 10);
+        assert_eq!(
+            got,
+            vec![v(r#"["t", "v"]"#), v(r#"[1, "multi\nline"]"#), v(r#"[2, "x,y"]"#)]
+        );
+        let m = r.unwrap_err().message;
+        assert_eq!(m, format!("{}:6: a quoted field is not closed", p.display()));
+    }
+
+    #[test]
+    fn source_fn_counts_calls_and_skips() {
+        let mut src = SourceFn::new(5, |i| Ok(if i == 2 { Emit::Skip } else { Emit::One(i) }));
+        let (got, r) = drain(&mut src, 2);
+        assert_eq!(r.unwrap(), Gen::Done);
+        assert_eq!(got, vec![0, 1, 3, 4]);
+        let mut src = SourceFn::new(5, |i| if i == 3 { Err(OpError::new("boom")) } else { Ok(Emit::One(i)) });
+        let (got, r) = drain(&mut src, 10);
+        assert_eq!(got, vec![0, 1, 2]);
+        assert_eq!(r.unwrap_err().message, "call 3: boom");
+    }
+
+    #[test]
+    fn paced_sources_emit_one_element_per_call_then_wait() {
+        let d = Duration::from_millis(5);
+        let mut src = Paced::new(IterSource::new(vec![1, 2].into_iter()), d);
+        let mut out = Outputs::new(1);
+        assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Wait(d));
+        assert_eq!(out.take(0), vec![1]);
+        assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Wait(d));
+        assert_eq!(out.take(0), vec![2]);
+        assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Done);
+        assert!(out.take(0).is_empty());
+    }
+
+    #[test]
+    fn a_file_source_runs_end_to_end_and_fails_naming_the_line() {
+        let (_d, p) = file("input.jsonl", "1\n2\n\"three\"\n4\n");
+        let mut g = Graph::new();
+        let x = g.source_file(&p, Format::Jsonl, OnError::Skip, Some(int_only));
+        let out = g.collect(&x);
+        let report = g.run().unwrap();
+        assert_eq!(out.take(), vec![Value::Int(1), Value::Int(2), Value::Int(4)]);
+        assert!(report.notes.iter().any(|(_, n)| n.starts_with("skipped 1 bad lines")));
+        let mut g = Graph::new();
+        let x = g.source_file(&p, Format::Jsonl, OnError::Fail, Some(int_only));
+        let _ = g.collect(&x);
+        let e = g.run().unwrap_err().to_string();
+        assert!(e.contains("input.jsonl:3: expected i64"), "{e}");
+    }
+
+    #[test]
+    fn a_channel_source_ends_when_its_senders_are_gone() {
+        let mut g = Graph::new();
+        let (tx, x) = g.source_channel::<i64>(4);
+        let out = g.collect(&x);
+        let tx2 = tx.clone();
+        let t = std::thread::spawn(move || {
+            for i in 0..500 {
+                tx.send(i).unwrap();
+            }
+            drop(tx);
+            tx2.send_batch((500..1000).collect()).unwrap();
+            tx2.close();
+            assert_eq!(tx2.send(1), Err(SourceClosed));
+        });
+        g.run().unwrap();
+        t.join().unwrap();
+        assert_eq!(out.take(), (0..1000).collect::<Vec<_>>());
+    }
+}
