@@ -265,24 +265,34 @@ impl ScriptFn {
         name: &str,
         xs: &[Value],
     ) -> Result<Vec<Out>, (usize, ScriptError)> {
-        let mut out = Vec::with_capacity(xs.len());
-        let fast_slots = self.batch_slots(name);
-        for (i, x) in xs.iter().enumerate() {
-            if let Some((mut slots, k)) = fast_slots {
-                if let (Some(n), Some(fx)) = (Num::of(x), self.fast.as_ref()) {
-                    slots[k] = n;
-                    if let Some(r) = fx.eval(&slots) {
-                        out.push(Out::One(r.into_value()));
-                        continue;
+        let fast = self.batch_slots(name).zip(self.fast.as_ref());
+        // Fast expressions are pure: evaluate every element natively (in one tight loop), note
+        // those the fast path leaves to Rhai, then run Rhai on those, in order.
+        let mut slow = Vec::new();
+        let mut out: Vec<Out> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let r = fast.and_then(|((mut slots, k), fx)| {
+                    slots[k] = Num::of(x)?;
+                    fx.eval(&slots)
+                });
+                match r {
+                    Some(r) => Out::One(r.into_value()),
+                    None => {
+                        slow.push(i);
+                        Out::Nothing
                     }
                 }
-            }
-            let bindings = [(name, x)];
+            })
+            .collect();
+        for i in slow {
+            let bindings = [(name, &xs[i])];
             let r = self
                 .call_raw(&bindings)
                 .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
             match r {
-                Ok(o) => out.push(o),
+                Ok(o) => out[i] = o,
                 Err(e) => return Err((i, e)),
             }
         }
