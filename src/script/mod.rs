@@ -37,7 +37,31 @@ pub enum ScriptErrorKind {
     Shape,
 }
 
-/// A script failure, located in the manifest and naming the operator and element.
+/// A script failure, located in the manifest and naming the operator and element (boxed details).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct ScriptError(pub Box<ScriptErrorDetails>);
+
+impl std::ops::Deref for ScriptError {
+    type Target = ScriptErrorDetails;
+    fn deref(&self) -> &ScriptErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ScriptError {
+    fn deref_mut(&mut self) -> &mut ScriptErrorDetails {
+        &mut self.0
+    }
+}
+
+impl From<ScriptErrorDetails> for ScriptError {
+    fn from(d: ScriptErrorDetails) -> Self {
+        ScriptError(Box::new(d))
+    }
+}
+
+/// What a [`ScriptError`] says: kind, operator, manifest location, element and message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "operator \"{operator}\": {} at {file} line {line}{}: {message}{}",
@@ -45,7 +69,7 @@ pub enum ScriptErrorKind {
     column_text(.column),
     element_text(.element)
 )]
-pub struct ScriptError {
+pub struct ScriptErrorDetails {
     /// Which kind of failure.
     pub kind: ScriptErrorKind,
     /// The operator's name.
@@ -158,7 +182,7 @@ impl ScriptFn {
     ) -> Result<ScriptFn, ScriptError> {
         let ast = engine.compile(code).map_err(|e| {
             let pos = e.position();
-            ScriptError {
+            ScriptError::from(ScriptErrorDetails {
                 kind: ScriptErrorKind::Syntax,
                 operator: operator.to_string(),
                 file: "pipeline.toml".into(),
@@ -166,7 +190,7 @@ impl ScriptFn {
                 column: pos.position(),
                 element: None,
                 message: e.err_type().to_string(),
-            }
+            })
         })?;
         let mut scope = Scope::new();
         for (name, v) in params {
@@ -376,7 +400,7 @@ impl ScriptFn {
         if let EvalAltResult::ErrorInFunctionCall(f, ..) = err {
             message.push_str(&format!(" (in call to function '{f}')"));
         }
-        let e = ScriptError {
+        let e = ScriptError::from(ScriptErrorDetails {
             kind: ScriptErrorKind::Runtime,
             operator: self.operator.clone(),
             file: "pipeline.toml".into(),
@@ -384,7 +408,7 @@ impl ScriptFn {
             column: pos.position(),
             element: None,
             message,
-        };
+        });
         match bindings.first() {
             Some((_, v)) => e.with_element(v.borrow()),
             None => e,
@@ -397,7 +421,7 @@ impl ScriptFn {
         message: String,
         bindings: &[(&str, V)],
     ) -> ScriptError {
-        let e = ScriptError {
+        let e = ScriptError::from(ScriptErrorDetails {
             kind: ScriptErrorKind::Shape,
             operator: self.operator.clone(),
             file: "pipeline.toml".into(),
@@ -405,7 +429,7 @@ impl ScriptFn {
             column: None,
             element: None,
             message,
-        };
+        });
         match bindings.first() {
             Some((_, v)) => e.with_element(v.borrow()),
             None => e,
