@@ -173,6 +173,8 @@ impl ScriptFn {
     }
 
     /// Compiles `code` on the given engine (e.g. one built with other [`EngineLimits`]).
+    ///
+    /// The fast path assumes Rhai's built-in operators, as [`build_engine`] leaves them.
     pub fn compile_with(
         engine: Arc<Engine>,
         code: &str,
