@@ -157,6 +157,23 @@ impl Func {
         }
     }
 
+    /// Calls it for a split or multi operator: one entry per output (`()` emits nothing there).
+    pub(crate) fn call_split(&mut self, bindings: &mut Vec<(&str, Value)>, n: usize) -> Result<Vec<Emit<Value>>, OpError> {
+        let file = self.file.clone();
+        let err = move |e: ScriptError| op_err(e.with_file(file.clone()));
+        if self.state.is_none() {
+            let r = self.f.call_split(bindings, Some(n));
+            return r.map(|v| v.into_iter().map(emit_of).collect()).map_err(err);
+        }
+        match self.call(bindings)? {
+            Emit::One(Value::Array(a)) if a.len() == n => Ok(a.into_iter().map(Emit::One).collect()),
+            other => Err(OpError::new(format!(
+                "operator \"{}\": expected an array of {n} entries (one per output), got {other:?}",
+                self.f.operator()
+            ))),
+        }
+    }
+
     /// Calls it for a filter: a bool, or `[keep, next_state]` in the stateful form.
     pub(crate) fn call_filter(&mut self, x: &Value) -> Result<bool, OpError> {
         let mut b = vec![("x", x.clone())];

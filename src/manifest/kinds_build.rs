@@ -1,6 +1,10 @@
 //! One builder per `op` kind: the manifest's keys and `fn` turned into calls of the Rust API.
 
 use crate::emit::Emit;
+use crate::manifest::schema::{Format as MFormat, StreamType};
+use crate::operator::source::{Format, OnError, TypeCheck};
+use crate::operator::timed::Timed;
+use crate::operator::window::{self, Count};
 use crate::manifest::build::{typecheck, BuildError, Func};
 use crate::manifest::schema::{Manifest, OperatorDecl};
 use crate::operator::OpError;
@@ -87,6 +91,224 @@ pub fn build_op(
                 Ok(Emit::One(Value::Float(s)))
             }))
         }
+        "source_fn" => {
+            let count = d.get_usize("count").unwrap_or(usize::MAX);
+            let mut f = func(m, d)?;
+            let ty = m.stream(&d.outputs[0]).ty;
+            let name = d.name.clone();
+            one(g.try_source_fn(count, move |i| {
+                let mut b = vec![("x", Value::Int(i as i64))];
+                let e = f.call(&mut b)?;
+                check_emit(ty, e, &name)
+            }))
+        }
+        "source.file" | "source.stdin" => {
+            let sd = m.stream(&d.outputs[0]);
+            let on_error = match sd.on_error {
+                crate::manifest::schema::OnError::Fail => OnError::Fail,
+                crate::manifest::schema::OnError::Skip => OnError::Skip,
+            };
+            let tc = type_check_fn(sd.ty);
+            let path = match d.kind.as_str() {
+                "source.file" => m.resolve(d.get_str("path").unwrap_or_default()),
+                _ => std::path::PathBuf::from("/dev/stdin"),
+            };
+            one(g.source_file(path, src_format(d), on_error, tc))
+        }
+        "sink.file" => {
+            let path = m.resolve(d.get_str("path").unwrap_or_default());
+            g.sink_file(&inputs[0], path, sink_format(d));
+            Ok(vec![])
+        }
+        "sink.stdout" => {
+            g.sink_stdout(&inputs[0], sink_format(d));
+            Ok(vec![])
+        }
+        "map_list" => {
+            let mut f = func(m, d)?;
+            one(g.try_map_list(&inputs[0], move |b: &[Value]| {
+                let mut bind = vec![("batch", Value::Array(b.to_vec()))];
+                spliced(f.call(&mut bind)?)
+            }))
+        }
+        "sink_list" => {
+            let mut f = func(m, d)?;
+            g.try_sink_list(&inputs[0], move |b: &[Value]| {
+                let mut bind = vec![("batch", Value::Array(b.to_vec()))];
+                f.call_sink(&mut bind)
+            });
+            Ok(vec![])
+        }
+        "map_window" | "map_window_list" | "sliding_window_with_startup" => {
+            let c = count(d)?;
+            let list = d.kind == "map_window_list";
+            let mut red: Box<dyn FnMut(&[Value]) -> Result<Emit<Value>, OpError> + Send> = match d.agg() {
+                Some(a) => {
+                    let a = agg_of(a);
+                    Box::new(move |w: &[Value]| a.reduce(w).map(Emit::One))
+                }
+                None => {
+                    let mut f = func(m, d)?;
+                    Box::new(move |w: &[Value]| {
+                        let mut b = vec![("window", Value::Array(w.to_vec()))];
+                        let e = f.call(&mut b)?;
+                        if list {
+                            Ok(Emit::Many(spliced(e)?))
+                        } else {
+                            Ok(e)
+                        }
+                    })
+                }
+            };
+            if d.kind == "sliding_window_with_startup" {
+                one(g.try_sliding_window_with_startup(&inputs[0], c, move |w: &[Value]| red(w)))
+            } else {
+                let init = d.get("initial_value").cloned();
+                one(g.try_map_window_initial(&inputs[0], c, init, move |w: &[Value]| red(w)))
+            }
+        }
+        "sink_window" => {
+            let c = count(d)?;
+            let mut f = func(m, d)?;
+            g.try_sink_window(&inputs[0], c, move |w: &[Value]| {
+                let mut b = vec![("window", Value::Array(w.to_vec()))];
+                f.call_sink(&mut b)
+            });
+            Ok(vec![])
+        }
+        "split_window" => {
+            let c = count(d)?;
+            let mut f = func(m, d)?;
+            let n = d.outputs.len();
+            Ok(g.try_split_window(&inputs[0], c, n, move |w: &[Value]| {
+                let mut b = vec![("window", Value::Array(w.to_vec()))];
+                f.call_split(&mut b, n)
+            }))
+        }
+        "merge_window" | "multi_window" => {
+            let n_in = inputs.len();
+            let ws = d.get_usize_per_input("window", n_in).unwrap_or_default();
+            let ss = d.get_usize_per_input("step", n_in).unwrap_or_else(|| vec![1; n_in]);
+            let counts: Vec<Count> = ws.iter().zip(&ss).map(|(w, s)| Count::new(*w, *s)).collect();
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            let mut f = func(m, d)?;
+            if d.kind == "merge_window" {
+                one(g.try_merge_window(&refs, &counts, move |ws: &[&[Value]]| {
+                    let mut b = vec![("windows", windows_value(ws))];
+                    f.call(&mut b)
+                }))
+            } else {
+                let n = d.outputs.len();
+                Ok(g.try_multi_window(&refs, &counts, n, move |ws: &[&[Value]]| {
+                    let mut b = vec![("windows", windows_value(ws))];
+                    f.call_split(&mut b, n)
+                }))
+            }
+        }
+        "timed_window" => {
+            let num = |k: &str| d.get(k).and_then(Value::as_f64);
+            let integer = ["duration", "step", "start"]
+                .iter()
+                .all(|k| d.get(k).map(|v| matches!(v, Value::Int(_))).unwrap_or(true));
+            let duration = num("duration").unwrap_or(1.0);
+            let p = Timed {
+                duration,
+                step: num("step").unwrap_or(duration),
+                start: num("start").unwrap_or(0.0),
+                flush: d.get_bool("flush").unwrap_or(false),
+                integer,
+            };
+            match d.agg() {
+                Some(a) => one(g.timed_window_agg_value(&inputs[0], p, agg_of(a))),
+                None => {
+                    let mut f = func(m, d)?;
+                    one(g.try_timed_window_value(&inputs[0], p, move |w: &[Value]| {
+                        let mut b = vec![("window", Value::Array(w.to_vec()))];
+                        f.call(&mut b)
+                    }))
+                }
+            }
+        }
+        "zip_map" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            let mut f = func(m, d)?;
+            one(g.try_zip_map(&refs, move |xs: Vec<Value>| {
+                let mut b = vec![("xs", Value::Array(xs))];
+                f.call(&mut b)
+            }))
+        }
+        "zip_stream" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            one(g.zip_stream_values(&refs))
+        }
+        "merge_list" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            let mut f = func(m, d)?;
+            one(g.try_merge_list(&refs, move |bs: Vec<Vec<Value>>| {
+                let arr = Value::Array(bs.into_iter().map(Value::Array).collect());
+                let mut b = vec![("batches", arr)];
+                spliced(f.call(&mut b)?)
+            }))
+        }
+        "timed_zip" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            one(g.timed_zip(&refs))
+        }
+        "timed_mix" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            one(g.timed_mix(&refs))
+        }
+        "merge_asynch" | "blend" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            let mut f = func(m, d)?;
+            one(g.try_merge_asynch(&refs, move |i: usize, x: Value| {
+                let mut b = vec![("x", x), ("i", Value::Int(i as i64))];
+                f.call(&mut b)
+            }))
+        }
+        "mix" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            one(g.mix_values(&refs))
+        }
+        "weave" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            one(g.weave(&refs))
+        }
+        "split_element" => {
+            let mut f = func(m, d)?;
+            let n = d.outputs.len();
+            Ok(g.try_split_element(&inputs[0], n, move |x: Value| {
+                let mut b = vec![("x", x)];
+                f.call_split(&mut b, n)
+            }))
+        }
+        "unzip" => Ok(g.unzip(&inputs[0], d.outputs.len())),
+        "separate" => Ok(g.separate(&inputs[0], d.outputs.len())),
+        "timed_unzip" => Ok(g.timed_unzip::<Value>(&inputs[0], d.outputs.len())),
+        "multi_element" => {
+            let refs: Vec<&Stream<Value>> = inputs.iter().collect();
+            let mut f = func(m, d)?;
+            let n = d.outputs.len();
+            Ok(g.try_multi_element(&refs, n, move |xs: Vec<Value>| {
+                let mut b = vec![("xs", Value::Array(xs))];
+                f.call_split(&mut b, n)
+            }))
+        }
+        "add" | "sub" | "mul" | "div" | "lt" | "le" | "eq" | "ne" | "gt" | "ge" => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            one(match d.kind.as_str() {
+                "add" => g.add(a, b),
+                "sub" => g.sub(a, b),
+                "mul" => g.mul(a, b),
+                "div" => g.div(a, b),
+                k => {
+                    let k = k.to_string();
+                    g.try_zip_map(&[a, b], move |xs: Vec<Value>| {
+                        compare(&k, &xs[0], &xs[1]).map(|r| Emit::One(Value::Bool(r)))
+                    })
+                }
+            })
+        }
         other => Err(bad(d, format!("the kind `{other}` is not built yet"))),
     }
 }
@@ -112,4 +334,105 @@ impl Iterator for RangeIter {
         }
         Some(v)
     }
+}
+
+/// A script result spliced into the output: an array gives its entries.
+fn spliced(e: Emit<Value>) -> Result<Vec<Value>, OpError> {
+    match e {
+        Emit::Skip => Ok(vec![]),
+        Emit::One(Value::Array(a)) => Ok(a),
+        Emit::Many(v) => Ok(v),
+        Emit::One(other) => Err(OpError::new(format!("expected an array to splice, got {other}"))),
+    }
+}
+
+fn windows_value(ws: &[&[Value]]) -> Value {
+    Value::Array(ws.iter().map(|w| Value::Array(w.to_vec())).collect())
+}
+
+fn count(d: &OperatorDecl) -> Result<Count, BuildError> {
+    let w = d.get_usize("window").ok_or_else(|| bad(d, "needs `window`"))?;
+    let s = d.get_usize("step").unwrap_or(1);
+    let c = Count::new(w, s);
+    Ok(if d.get_bool("flush").unwrap_or(false) { c.flushed() } else { c })
+}
+
+fn src_format(d: &OperatorDecl) -> Format {
+    match d.effective_format() {
+        MFormat::Lines => Format::Lines,
+        MFormat::Jsonl => Format::Jsonl,
+        MFormat::Csv => Format::Csv,
+    }
+}
+
+fn sink_format(d: &OperatorDecl) -> Format {
+    match d.format_or(MFormat::Jsonl) {
+        MFormat::Lines => Format::Lines,
+        MFormat::Jsonl => Format::Jsonl,
+        MFormat::Csv => Format::Csv,
+    }
+}
+
+fn type_check_fn(ty: StreamType) -> Option<TypeCheck> {
+    match ty {
+        StreamType::Any => None,
+        StreamType::I64 => Some(|v: &Value| typecheck(StreamType::I64, v.clone()).map(|_| ())),
+        StreamType::F64 => Some(|v: &Value| typecheck(StreamType::F64, v.clone()).map(|_| ())),
+        StreamType::Bool => Some(|v: &Value| typecheck(StreamType::Bool, v.clone()).map(|_| ())),
+        StreamType::Str => Some(|v: &Value| typecheck(StreamType::Str, v.clone()).map(|_| ())),
+    }
+}
+
+fn check_emit(ty: StreamType, e: Emit<Value>, op: &str) -> Result<Emit<Value>, OpError> {
+    if ty == StreamType::Any {
+        return Ok(e);
+    }
+    let chk = |v: Value| typecheck(ty, v).map_err(|m| OpError::new(format!("operator \"{op}\": {m}")));
+    Ok(match e {
+        Emit::Skip => Emit::Skip,
+        Emit::One(v) => Emit::One(chk(v)?),
+        Emit::Many(vs) => Emit::Many(vs.into_iter().map(chk).collect::<Result<_, _>>()?),
+    })
+}
+
+fn agg_of(a: crate::manifest::schema::Agg) -> window::Agg {
+    use crate::manifest::schema::Agg as M;
+    match a {
+        M::Sum => window::Agg::Sum,
+        M::Mean => window::Agg::Mean,
+        M::Min => window::Agg::Min,
+        M::Max => window::Agg::Max,
+        M::Std => window::Agg::Std,
+        M::Count => window::Agg::Count,
+    }
+}
+
+/// The comparison zips over values: numbers numerically, strings and bools by their order,
+/// `eq`/`ne` on anything; comparing other kinds is an operator error.
+fn compare(op: &str, a: &Value, b: &Value) -> Result<bool, OpError> {
+    use std::cmp::Ordering;
+    if op == "eq" || op == "ne" {
+        let same = match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => a == b,
+        };
+        return Ok(same == (op == "eq"));
+    }
+    let ord = match (a, b) {
+        (Value::Str(x), Value::Str(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        _ => match (a.as_f64(), b.as_f64()) {
+            (Some(x), Some(y)) => x.partial_cmp(&y),
+            _ => None,
+        },
+    };
+    let ord = ord.ok_or_else(|| {
+        OpError::new(format!("cannot compare {} {a} with {} {b}", a.type_name(), b.type_name()))
+    })?;
+    Ok(match op {
+        "lt" => ord == Ordering::Less,
+        "le" => ord != Ordering::Greater,
+        "gt" => ord == Ordering::Greater,
+        _ => ord != Ordering::Less,
+    })
 }

@@ -75,7 +75,11 @@ impl<T> ZipBuffer<T> {
         if k == 0 {
             return None;
         }
-        let cols = self.queues.iter_mut().map(|q| q.drain(..k).collect()).collect();
+        let cols = self
+            .queues
+            .iter_mut()
+            .map(|q| q.drain(..k).collect())
+            .collect();
         if self.dead() {
             self.discard_all();
         }
@@ -297,6 +301,9 @@ impl PartialOrd for Stamp {
     }
 }
 
+/// A time with one optional value per input: what `timed_zip` emits, in typed form.
+pub type TimedRow<Tm, V> = (Tm, Vec<Option<V>>);
+
 /// An element carrying a time and a value: `[t, v]` as a [`Value`], or a typed `(Tm, T)`.
 /// It fixes what the timed merges emit for it.
 pub trait TimedPair: Element {
@@ -315,7 +322,7 @@ pub trait TimedPair: Element {
     /// Builds a `timed_zip` output.
     fn zipped(t: Self::Time, vs: Vec<Option<Self::V>>) -> Self::Zipped;
     /// Reads a `timed_zip` output back (for `timed_unzip`; null means absent for `Value`).
-    fn unzipped(z: Self::Zipped) -> Result<(Self::Time, Vec<Option<Self::V>>), OpError>;
+    fn unzipped(z: Self::Zipped) -> Result<TimedRow<Self::Time, Self::V>, OpError>;
     /// Builds a `timed_mix` output.
     fn mixed(t: Self::Time, i: usize, v: Self::V) -> Self::Mixed;
 }
@@ -414,10 +421,9 @@ fn timed_parts<E: TimedPair>(
         _ => None,
     };
     match bad {
-        Some(why) => Err(OpError::new(format!(
-            "input {port}: the time {t:?} {why}"
-        ))
-        .with_element(&(t, v))),
+        Some(why) => {
+            Err(OpError::new(format!("input {port}: the time {t:?} {why}")).with_element(&(t, v)))
+        }
         None => Ok((t, v)),
     }
 }
@@ -669,7 +675,9 @@ impl Graph {
 
     /// `zip_stream` over `Value` streams: each row is emitted as a `Value` array.
     pub fn zip_stream_values(&mut self, inputs: &[&Stream<Value>]) -> Stream<Value> {
-        let op = zip_map_op(inputs.len(), |xs: Vec<Value>| Ok(Emit::One(Value::Array(xs))));
+        let op = zip_map_op(inputs.len(), |xs: Vec<Value>| {
+            Ok(Emit::One(Value::Array(xs)))
+        });
         self.add_unary("zip_stream", op, inputs)
     }
 
@@ -805,7 +813,8 @@ impl Graph {
 
     /// `mix` over `Value` streams: every element as `[i, x]`.
     pub fn mix_values(&mut self, inputs: &[&Stream<Value>]) -> Stream<Value> {
-        let op = MergeAsynch::new(|i, x| Ok(Emit::One(Value::Array(vec![Value::Int(i as i64), x]))));
+        let op =
+            MergeAsynch::new(|i, x| Ok(Emit::One(Value::Array(vec![Value::Int(i as i64), x]))));
         self.add_unary("mix", op, inputs)
     }
 
@@ -981,11 +990,22 @@ mod tests {
 
     #[test]
     fn arithmetic_zips_check_overflow_and_mix_values_like_rhai() {
-        assert_eq!(ZipArith::add(i64::MAX, 1).unwrap_err(), format!("integer overflow: {} + 1", i64::MAX));
-        assert!(ZipArith::div(1i64, 0).unwrap_err().contains("division by zero"));
+        assert_eq!(
+            ZipArith::add(i64::MAX, 1).unwrap_err(),
+            format!("integer overflow: {} + 1", i64::MAX)
+        );
+        assert!(ZipArith::div(1i64, 0)
+            .unwrap_err()
+            .contains("division by zero"));
         assert_eq!(ZipArith::div(7i64, 2), Ok(3));
-        assert_eq!(ZipArith::div(Value::Int(7), Value::Int(2)), Ok(Value::Int(3)));
-        assert_eq!(ZipArith::add(Value::Int(1), Value::Float(0.5)), Ok(Value::Float(1.5)));
+        assert_eq!(
+            ZipArith::div(Value::Int(7), Value::Int(2)),
+            Ok(Value::Int(3))
+        );
+        assert_eq!(
+            ZipArith::add(Value::Int(1), Value::Float(0.5)),
+            Ok(Value::Float(1.5))
+        );
         assert!(ZipArith::mul(Value::Int(1), Value::Str("a".into())).is_err());
     }
 
@@ -1019,7 +1039,15 @@ mod tests {
             ]
         );
         let got: Vec<Vec<i64>> = ns.iter().map(|c| c.take()).collect();
-        assert_eq!(got, vec![vec![3, 10, 4], vec![-1, 0, 2], vec![2, 25, 3], vec![0, 1, 3]]);
+        assert_eq!(
+            got,
+            vec![
+                vec![3, 10, 4],
+                vec![-1, 0, 2],
+                vec![2, 25, 3],
+                vec![0, 1, 3]
+            ]
+        );
         assert!(report
             .notes
             .iter()
@@ -1029,9 +1057,18 @@ mod tests {
     #[test]
     fn merge_list_splices_what_f_returns_for_the_common_prefix() {
         let op = merge_list_op(2, |cols: Vec<Vec<i64>>| {
-            Ok(cols[0].iter().zip(&cols[1]).flat_map(|(a, b)| [*a, *b]).collect())
+            Ok(cols[0]
+                .iter()
+                .zip(&cols[1])
+                .flat_map(|(a, b)| [*a, *b])
+                .collect())
         });
-        let got = run_batched(op, vec![vec![vec![1], vec![2, 3]], vec![vec![10, 20, 30]]], &[1, 0, 0], 1);
+        let got = run_batched(
+            op,
+            vec![vec![vec![1], vec![2, 3]], vec![vec![10, 20, 30]]],
+            &[1, 0, 0],
+            1,
+        );
         assert_eq!(got[0], vec![1, 10, 2, 20, 3, 30]);
     }
 
@@ -1039,21 +1076,49 @@ mod tests {
     #[test]
     fn timed_zip_emits_the_rest_at_end_of_stream() {
         let x = vs(&[
-            r#"[1, "a"]"#, r#"[3, "b"]"#, r#"[10, "d"]"#, r#"[15, "e"]"#, r#"[17, "f"]"#,
-            r#"[21, "g"]"#, r#"[23, "h"]"#, r#"[40, "i"]"#, r#"[55, "j"]"#, r#"[97, "k"]"#,
+            r#"[1, "a"]"#,
+            r#"[3, "b"]"#,
+            r#"[10, "d"]"#,
+            r#"[15, "e"]"#,
+            r#"[17, "f"]"#,
+            r#"[21, "g"]"#,
+            r#"[23, "h"]"#,
+            r#"[40, "i"]"#,
+            r#"[55, "j"]"#,
+            r#"[97, "k"]"#,
         ]);
         let y = vs(&[
-            r#"[2, "A"]"#, r#"[3, "B"]"#, r#"[9, "D"]"#, r#"[20, "E"]"#, r#"[21, "F"]"#,
-            r#"[23, "G"]"#, r#"[29, "H"]"#, r#"[55, "I"]"#,
+            r#"[2, "A"]"#,
+            r#"[3, "B"]"#,
+            r#"[9, "D"]"#,
+            r#"[20, "E"]"#,
+            r#"[21, "F"]"#,
+            r#"[23, "G"]"#,
+            r#"[29, "H"]"#,
+            r#"[55, "I"]"#,
         ]);
         let want = vs(&[
-            r#"[1, ["a", null]]"#, r#"[2, [null, "A"]]"#, r#"[3, ["b", "B"]]"#,
-            r#"[9, [null, "D"]]"#, r#"[10, ["d", null]]"#, r#"[15, ["e", null]]"#,
-            r#"[17, ["f", null]]"#, r#"[20, [null, "E"]]"#, r#"[21, ["g", "F"]]"#,
-            r#"[23, ["h", "G"]]"#, r#"[29, [null, "H"]]"#, r#"[40, ["i", null]]"#,
-            r#"[55, ["j", "I"]]"#, r#"[97, ["k", null]]"#,
+            r#"[1, ["a", null]]"#,
+            r#"[2, [null, "A"]]"#,
+            r#"[3, ["b", "B"]]"#,
+            r#"[9, [null, "D"]]"#,
+            r#"[10, ["d", null]]"#,
+            r#"[15, ["e", null]]"#,
+            r#"[17, ["f", null]]"#,
+            r#"[20, [null, "E"]]"#,
+            r#"[21, ["g", "F"]]"#,
+            r#"[23, ["h", "G"]]"#,
+            r#"[29, [null, "H"]]"#,
+            r#"[40, ["i", null]]"#,
+            r#"[55, ["j", "I"]]"#,
+            r#"[97, ["k", null]]"#,
         ]);
-        let got = run_batched(TimedZip::<Value>::new(2), whole(vec![x.clone(), y.clone()]), &[], 1);
+        let got = run_batched(
+            TimedZip::<Value>::new(2),
+            whole(vec![x.clone(), y.clone()]),
+            &[],
+            1,
+        );
         assert_eq!(got[0], want);
         // Before the end, [97, ["k", null]] waits for y.
         let mut op = TimedZip::<Value>::new(2);
@@ -1099,8 +1164,17 @@ mod tests {
         );
         assert_eq!(got[0], vec![]);
         let e = r.unwrap_err();
-        assert!(e.message.contains("does not increase strictly"), "{}", e.message);
-        let (_, r) = try_run_batched(TimedZip::<Value>::new(1), whole(vec![vs(&["[\"t\", 1]"])]), &[], 1);
+        assert!(
+            e.message.contains("does not increase strictly"),
+            "{}",
+            e.message
+        );
+        let (_, r) = try_run_batched(
+            TimedZip::<Value>::new(1),
+            whole(vec![vs(&["[\"t\", 1]"])]),
+            &[],
+            1,
+        );
         assert!(r.unwrap_err().message.contains("expected a [t, v] pair"));
     }
 
@@ -1108,8 +1182,14 @@ mod tests {
     fn timed_mix_drops_and_counts_late_times() {
         let mut op = TimedMix::<Value>::default();
         let mut out = Outputs::new(1);
-        op.on_batch(0, vs(&["[1, \"a\"]", "[5, \"b\"]"]), &mut out).unwrap();
-        op.on_batch(1, vs(&["[5, \"X\"]", "[3, \"Y\"]", "[6.5, \"Z\"]"]), &mut out).unwrap();
+        op.on_batch(0, vs(&["[1, \"a\"]", "[5, \"b\"]"]), &mut out)
+            .unwrap();
+        op.on_batch(
+            1,
+            vs(&["[5, \"X\"]", "[3, \"Y\"]", "[6.5, \"Z\"]"]),
+            &mut out,
+        )
+        .unwrap();
         assert_eq!(
             out.take(0),
             vs(&["[1, [0, \"a\"]]", "[5, [0, \"b\"]]", "[6.5, [1, \"Z\"]]"])
@@ -1131,16 +1211,42 @@ mod tests {
         g.run().unwrap();
         let got = cw.take();
         assert_eq!(got.len(), 5000);
-        assert_eq!(got.iter().filter(|x| **x < 10_000).copied().collect::<Vec<_>>(), (0..3000).collect::<Vec<_>>());
-        assert_eq!(got.iter().filter(|x| **x >= 10_000).copied().collect::<Vec<_>>(), (10_000..12_000).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter()
+                .filter(|x| **x < 10_000)
+                .copied()
+                .collect::<Vec<_>>(),
+            (0..3000).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter()
+                .filter(|x| **x >= 10_000)
+                .copied()
+                .collect::<Vec<_>>(),
+            (10_000..12_000).collect::<Vec<_>>()
+        );
         let got = cm.take();
-        assert_eq!(got.iter().filter(|x| x.0 == 0).map(|x| x.1).collect::<Vec<_>>(), (0..3000).collect::<Vec<_>>());
-        assert_eq!(got.iter().filter(|x| x.0 == 1).map(|x| x.1).collect::<Vec<_>>(), (10_000..12_000).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter()
+                .filter(|x| x.0 == 0)
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            (0..3000).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            got.iter()
+                .filter(|x| x.0 == 1)
+                .map(|x| x.1)
+                .collect::<Vec<_>>(),
+            (10_000..12_000).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn mix_values_and_blend_tag_elements_with_their_input() {
-        let mut op = MergeAsynch::new(|i, x: Value| Ok(Emit::One(Value::Array(vec![Value::Int(i as i64), x]))));
+        let mut op = MergeAsynch::new(|i, x: Value| {
+            Ok(Emit::One(Value::Array(vec![Value::Int(i as i64), x])))
+        });
         let mut out = Outputs::new(1);
         op.on_batch(1, vs(&["\"b\""]), &mut out).unwrap();
         op.on_batch(0, vs(&["\"a\""]), &mut out).unwrap();
@@ -1166,12 +1272,21 @@ mod tests {
     fn times(max_len: usize) -> impl Strategy<Value = Vec<(i64, i64)>> {
         prop::collection::vec((1i64..4, -5i64..5), 0..max_len).prop_map(|v| {
             let mut t = 0;
-            v.into_iter().map(|(d, x)| { t += d; (t, x) }).collect()
+            v.into_iter()
+                .map(|(d, x)| {
+                    t += d;
+                    (t, x)
+                })
+                .collect()
         })
     }
 
     fn split_all<T: Clone>(inputs: &[Vec<T>], sizes: &[usize]) -> Vec<Vec<Vec<T>>> {
-        inputs.iter().enumerate().map(|(i, x)| chunks(x, &sizes[i % sizes.len()..])).collect()
+        inputs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| chunks(x, &sizes[i % sizes.len()..]))
+            .collect()
     }
 
     proptest! {

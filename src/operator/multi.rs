@@ -39,7 +39,12 @@ impl Graph {
     /// assert_eq!(s.take(), vec![11, 22, 33]);
     /// assert_eq!(odd.take(), vec![10, 30]);
     /// ```
-    pub fn multi_element<T, U, F>(&mut self, inputs: &[&Stream<T>], n_out: usize, mut f: F) -> Vec<Stream<U>>
+    pub fn multi_element<T, U, F>(
+        &mut self,
+        inputs: &[&Stream<T>],
+        n_out: usize,
+        mut f: F,
+    ) -> Vec<Stream<U>>
     where
         T: Element,
         U: Element,
@@ -51,13 +56,23 @@ impl Graph {
 
     /// `multi_element` with a fallible function taking the row by value: an `Err`, or a
     /// result whose length is not `n_out`, fails the operator.
-    pub fn try_multi_element<T, U, F>(&mut self, inputs: &[&Stream<T>], n_out: usize, f: F) -> Vec<Stream<U>>
+    pub fn try_multi_element<T, U, F>(
+        &mut self,
+        inputs: &[&Stream<T>],
+        n_out: usize,
+        f: F,
+    ) -> Vec<Stream<U>>
     where
         T: Element,
         U: Element,
         F: FnMut(Vec<T>) -> Result<Vec<Emit<U>>, OpError> + Send + 'static,
     {
-        self.add_operator("multi_element", multi_element_op(inputs.len(), f), inputs, n_out)
+        self.add_operator(
+            "multi_element",
+            multi_element_op(inputs.len(), f),
+            inputs,
+            n_out,
+        )
     }
 
     /// Stateful `multi_element`: `f(xs, &mut state)`.
@@ -88,7 +103,14 @@ mod tests {
     fn op(n: usize) -> impl Operator<In = i64, Out = i64> {
         multi_element_op(n, |xs: Vec<i64>| {
             let s: i64 = xs.iter().sum();
-            Ok(vec![Emit::One(s), if s % 2 == 0 { Emit::Many(xs) } else { Emit::Skip }])
+            Ok(vec![
+                Emit::One(s),
+                if s % 2 == 0 {
+                    Emit::Many(xs)
+                } else {
+                    Emit::Skip
+                },
+            ])
         })
     }
 
@@ -103,7 +125,10 @@ mod tests {
         o.finish(&mut out).unwrap();
         assert_eq!(out.take(0), vec![2, 12]);
         assert_eq!(out.take(1), vec![1, 1, 2, 10]);
-        assert_eq!(o.end_note().as_deref(), Some("discarded 1 unmatched elements of input 0"));
+        assert_eq!(
+            o.end_note().as_deref(),
+            Some("discarded 1 unmatched elements of input 0")
+        );
     }
 
     #[test]

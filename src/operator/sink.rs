@@ -209,7 +209,10 @@ impl Operator for WriteSink {
         let path = path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                OpError::new(format!("cannot create the directory {}: {e}", dir.display()))
+                OpError::new(format!(
+                    "cannot create the directory {}: {e}",
+                    dir.display()
+                ))
             })?;
         }
         let f = File::create(&path).map_err(|e| self.io_error("create", e))?;
@@ -415,7 +418,11 @@ mod tests {
     #[test]
     fn csv_and_lines_formats() {
         let mut s = String::new();
-        format_line(&v(r#"[1, 2.0, "a,b", "say \"x\"", null, "7", [1, 2], true]"#), Format::Csv, &mut s);
+        format_line(
+            &v(r#"[1, 2.0, "a,b", "say \"x\"", null, "7", [1, 2], true]"#),
+            Format::Csv,
+            &mut s,
+        );
         assert_eq!(s, r#"1,2.0,"a,b","say ""x""",,"7","[1, 2]",true"#);
         s.clear();
         format_line(&v(r#""plain""#), Format::Lines, &mut s);

@@ -70,7 +70,12 @@ where
 
 /// Holds back an error until what was generated before it has been handed on: the actor
 /// drops a callback's output when it fails.
-fn fail_after<T>(o: &[T], start: usize, e: OpError, pending: &mut Option<OpError>) -> OpResult<Gen> {
+fn fail_after<T>(
+    o: &[T],
+    start: usize,
+    e: OpError,
+    pending: &mut Option<OpError>,
+) -> OpResult<Gen> {
     if o.len() > start {
         *pending = Some(e);
         Ok(Gen::More)
@@ -133,7 +138,11 @@ where
             self.i += 1;
             calls += 1;
         }
-        Ok(if self.i >= self.count { Gen::Done } else { Gen::More })
+        Ok(if self.i >= self.count {
+            Gen::Done
+        } else {
+            Gen::More
+        })
     }
 }
 
@@ -160,7 +169,11 @@ impl<O: Operator> Operator for Paced<O> {
     }
 
     fn generate(&mut self, out: &mut Outputs<O::Out>, _max: usize) -> OpResult<Gen> {
-        let before = if out.is_empty() { 0 } else { out.port_mut(0).len() };
+        let before = if out.is_empty() {
+            0
+        } else {
+            out.port_mut(0).len()
+        };
         let g = self.inner.generate(out, 1)?;
         let emitted = !out.is_empty() && out.port_mut(0).len() > before;
         Ok(match g {
@@ -231,7 +244,8 @@ pub fn csv_value(field: String, quoted: bool) -> Value {
         return Value::Int(i);
     }
     let numeric = t.bytes().any(|b| b.is_ascii_digit())
-        && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+        && t.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
     match t.parse::<f64>() {
         Ok(f) if numeric => Value::Float(f),
         _ => Value::Str(field),
@@ -263,7 +277,12 @@ pub struct FileSource {
 
 impl FileSource {
     /// A source reading `path` in `format`.
-    pub fn new(path: impl AsRef<Path>, format: Format, on_error: OnError, typecheck: Option<TypeCheck>) -> Self {
+    pub fn new(
+        path: impl AsRef<Path>,
+        format: Format,
+        on_error: OnError,
+        typecheck: Option<TypeCheck>,
+    ) -> Self {
         FileSource {
             path: path.as_ref().to_path_buf(),
             format,
@@ -285,9 +304,15 @@ impl FileSource {
     /// Reads one more line into `self.buf` (without its line ending); false at end of file.
     fn read_line(&mut self) -> OpResult<bool> {
         self.buf.clear();
-        let Some(r) = self.reader.as_mut() else { return Ok(false) };
+        let Some(r) = self.reader.as_mut() else {
+            return Ok(false);
+        };
         let n = r.read_until(b'\n', &mut self.buf).map_err(|e| {
-            OpError::new(format!("{}:{}: cannot read: {e}", self.path.display(), self.line + 1))
+            OpError::new(format!(
+                "{}:{}: cannot read: {e}",
+                self.path.display(),
+                self.line + 1
+            ))
         })?;
         if n == 0 {
             return Ok(false);
@@ -365,7 +390,12 @@ impl Operator for FileSource {
                     let msg = format!("{}:{first}: {reason}", self.path.display());
                     match self.on_error {
                         OnError::Fail => {
-                            return fail_after(out.port_mut(0), start, OpError::data(msg), &mut self.pending)
+                            return fail_after(
+                                out.port_mut(0),
+                                start,
+                                OpError::data(msg),
+                                &mut self.pending,
+                            )
                         }
                         OnError::Skip => {
                             tracing::warn!("{msg} (line skipped)");
@@ -379,7 +409,13 @@ impl Operator for FileSource {
     }
 
     fn end_note(&self) -> Option<String> {
-        (self.skipped > 0).then(|| format!("skipped {} bad lines of {}", self.skipped, self.path.display()))
+        (self.skipped > 0).then(|| {
+            format!(
+                "skipped {} bad lines of {}",
+                self.skipped,
+                self.path.display()
+            )
+        })
     }
 }
 
@@ -468,7 +504,12 @@ impl Graph {
 
     /// Adds a generating source operator, paced with `interval` between elements if given
     /// (e.g. `g.source_paced("source_iter", IterSource::new(0..10), Some(ms))`).
-    pub fn source_paced<O: Operator>(&mut self, kind: &str, op: O, interval: Option<Duration>) -> Stream<O::Out> {
+    pub fn source_paced<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        interval: Option<Duration>,
+    ) -> Stream<O::Out> {
         match interval {
             Some(d) => self.add_unary(kind, Paced::new(op, d), &[]),
             None => self.add_unary(kind, op, &[]),
@@ -494,7 +535,11 @@ impl Graph {
         I::IntoIter: Send + 'static,
         I::Item: Element,
     {
-        self.source_paced("source_iter", IterSource::new(it.into_iter()), Some(interval))
+        self.source_paced(
+            "source_iter",
+            IterSource::new(it.into_iter()),
+            Some(interval),
+        )
     }
 
     /// `source_fn`: emits `f(0)`, `f(1)`, ..., `f(count - 1)` (a value, or an [`Emit`]: `Skip`
@@ -514,7 +559,11 @@ impl Graph {
         R: IntoEmit<T>,
         F: FnMut(usize) -> R + Send + 'static,
     {
-        self.add_unary("source_fn", SourceFn::new(count, move |i| Ok(f(i).into_emit())), &[])
+        self.add_unary(
+            "source_fn",
+            SourceFn::new(count, move |i| Ok(f(i).into_emit())),
+            &[],
+        )
     }
 
     /// `source_fn` with a fallible function: an `Err` fails the source (after what it emitted).
@@ -536,7 +585,12 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 1, 1, 2, 3, 5]);
     /// ```
-    pub fn source_fn_with_state<T, S, R, F>(&mut self, count: usize, mut state: S, mut f: F) -> Stream<T>
+    pub fn source_fn_with_state<T, S, R, F>(
+        &mut self,
+        count: usize,
+        mut state: S,
+        mut f: F,
+    ) -> Stream<T>
     where
         T: Element,
         S: Send + 'static,
@@ -548,7 +602,12 @@ impl Graph {
     }
 
     /// `source_fn` with a pause of `interval` between elements.
-    pub fn source_fn_paced<T, R, F>(&mut self, count: usize, interval: Duration, mut f: F) -> Stream<T>
+    pub fn source_fn_paced<T, R, F>(
+        &mut self,
+        count: usize,
+        interval: Duration,
+        mut f: F,
+    ) -> Stream<T>
     where
         T: Element,
         R: IntoEmit<T>,
@@ -585,7 +644,11 @@ impl Graph {
         on_error: OnError,
         typecheck: Option<TypeCheck>,
     ) -> Stream<Value> {
-        self.add_unary("source.file", FileSource::new(path, format, on_error, typecheck), &[])
+        self.add_unary(
+            "source.file",
+            FileSource::new(path, format, on_error, typecheck),
+            &[],
+        )
     }
 
     /// `source_channel`: a stream another thread feeds through the returned [`SourceSender`]
@@ -610,7 +673,11 @@ impl Graph {
             capacity: capacity.max(1),
             overflow: Overflow::Block,
         });
-        let s = self.add_external_source("source_channel", ChannelSource(std::marker::PhantomData), chan.clone());
+        let s = self.add_external_source(
+            "source_channel",
+            ChannelSource(std::marker::PhantomData),
+            chan.clone(),
+        );
         let tx = SourceSender {
             inner: Arc::new(SenderInner {
                 chan,
@@ -685,12 +752,20 @@ mod tests {
         let (got, r) = drain(&mut src, 10);
         assert_eq!(got, vec![v("[1, 2]")]);
         let m = r.unwrap_err().message;
-        assert!(m.starts_with(&format!("{}:3: invalid JSON", p.display())), "{m}");
+        assert!(
+            m.starts_with(&format!("{}:3: invalid JSON", p.display())),
+            "{m}"
+        );
     }
 
     #[test]
     fn a_missing_file_is_an_error_naming_the_path() {
-        let mut src = FileSource::new("/nonexistent/dir/x.jsonl", Format::Jsonl, OnError::Skip, None);
+        let mut src = FileSource::new(
+            "/nonexistent/dir/x.jsonl",
+            Format::Jsonl,
+            OnError::Skip,
+            None,
+        );
         let (_, r) = drain(&mut src, 10);
         assert!(r.unwrap_err().message.contains("/nonexistent/dir/x.jsonl"));
     }
@@ -725,10 +800,17 @@ mod tests {
         let (got, r) = drain(&mut src, 10);
         assert_eq!(
             got,
-            vec![v(r#"["t", "v"]"#), v(r#"[1, "multi\nline"]"#), v(r#"[2, "x,y"]"#)]
+            vec![
+                v(r#"["t", "v"]"#),
+                v(r#"[1, "multi\nline"]"#),
+                v(r#"[2, "x,y"]"#)
+            ]
         );
         let m = r.unwrap_err().message;
-        assert_eq!(m, format!("{}:6: a quoted field is not closed", p.display()));
+        assert_eq!(
+            m,
+            format!("{}:6: a quoted field is not closed", p.display())
+        );
     }
 
     #[test]
@@ -737,7 +819,13 @@ mod tests {
         let (got, r) = drain(&mut src, 2);
         assert_eq!(r.unwrap(), Gen::Done);
         assert_eq!(got, vec![0, 1, 3, 4]);
-        let mut src = SourceFn::new(5, |i| if i == 3 { Err(OpError::new("boom")) } else { Ok(Emit::One(i)) });
+        let mut src = SourceFn::new(5, |i| {
+            if i == 3 {
+                Err(OpError::new("boom"))
+            } else {
+                Ok(Emit::One(i))
+            }
+        });
         let (got, r) = drain(&mut src, 10);
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(r.unwrap_err().message, "call 3: boom");
@@ -763,8 +851,14 @@ mod tests {
         let x = g.source_file(&p, Format::Jsonl, OnError::Skip, Some(int_only));
         let out = g.collect(&x);
         let report = g.run().unwrap();
-        assert_eq!(out.take(), vec![Value::Int(1), Value::Int(2), Value::Int(4)]);
-        assert!(report.notes.iter().any(|(_, n)| n.starts_with("skipped 1 bad lines")));
+        assert_eq!(
+            out.take(),
+            vec![Value::Int(1), Value::Int(2), Value::Int(4)]
+        );
+        assert!(report
+            .notes
+            .iter()
+            .any(|(_, n)| n.starts_with("skipped 1 bad lines")));
         let mut g = Graph::new();
         let x = g.source_file(&p, Format::Jsonl, OnError::Fail, Some(int_only));
         let _ = g.collect(&x);

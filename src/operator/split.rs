@@ -69,10 +69,11 @@ impl ArrayLike for Value {
     fn into_items(self) -> Result<Vec<Value>, OpError> {
         match self {
             Value::Array(a) => Ok(a),
-            other => Err(
-                OpError::new(format!("unzip expects an array, found a {}", other.type_name()))
-                    .with_element(&other),
-            ),
+            other => Err(OpError::new(format!(
+                "unzip expects an array, found a {}",
+                other.type_name()
+            ))
+            .with_element(&other)),
         }
     }
 }
@@ -151,15 +152,16 @@ pub fn separate_fn<I: Indexed>(n: usize) -> impl FnMut(I) -> Result<Vec<Emit<I::
 
 /// The `timed_unzip` function for `n` outputs: `[t, [v_0, ..]]` emits `[t, v_j]` on output j
 /// for each present `v_j` (null, or `None`, is absent); more entries than outputs is an error.
-pub fn timed_unzip_fn<E: TimedPair>(n: usize) -> impl FnMut(E::Zipped) -> Result<Vec<Emit<E>>, OpError> {
+pub fn timed_unzip_fn<E: TimedPair>(
+    n: usize,
+) -> impl FnMut(E::Zipped) -> Result<Vec<Emit<E>>, OpError> {
     move |z| {
         let (t, vs) = E::unzipped(z)?;
         if vs.len() > n {
-            return Err(OpError::new(format!(
-                "timed_unzip: {} values for {n} outputs",
-                vs.len()
-            ))
-            .with_element(&(t, vs)));
+            return Err(
+                OpError::new(format!("timed_unzip: {} values for {n} outputs", vs.len()))
+                    .with_element(&(t, vs)),
+            );
         }
         let mut out: Vec<Emit<E>> = vs
             .into_iter()
@@ -193,7 +195,11 @@ impl Graph {
     /// assert_eq!(e.take(), vec![0, 2, 4]);
     /// assert_eq!(o.take(), vec![1, 3]);
     /// ```
-    pub fn split_element<T, U, F, const N: usize>(&mut self, s: &Stream<T>, mut f: F) -> [Stream<U>; N]
+    pub fn split_element<T, U, F, const N: usize>(
+        &mut self,
+        s: &Stream<T>,
+        mut f: F,
+    ) -> [Stream<U>; N]
     where
         T: Element,
         U: Element,
@@ -287,7 +293,12 @@ impl Graph {
     /// assert!(b.take().is_empty());
     /// ```
     pub fn timed_unzip<E: TimedPair>(&mut self, s: &Stream<E::Zipped>, n: usize) -> Vec<Stream<E>> {
-        self.add_operator("timed_unzip", SplitElement::new(timed_unzip_fn::<E>(n)), &[s], n)
+        self.add_operator(
+            "timed_unzip",
+            SplitElement::new(timed_unzip_fn::<E>(n)),
+            &[s],
+            n,
+        )
     }
 }
 
@@ -309,8 +320,16 @@ mod tests {
     #[test]
     fn unzip_keeps_nulls_and_short_arrays_emit_nothing_on_missing_outputs() {
         let op = SplitElement::new(unzip_fn::<Value>(3));
-        let got = run_batched(op, whole(vec![vs(&["[1, null, 3]", "[4]", "[]", "[null, 5, 6]"])]), &[], 3);
-        assert_eq!(got, vec![vs(&["1", "4", "null"]), vs(&["null", "5"]), vs(&["3", "6"])]);
+        let got = run_batched(
+            op,
+            whole(vec![vs(&["[1, null, 3]", "[4]", "[]", "[null, 5, 6]"])]),
+            &[],
+            3,
+        );
+        assert_eq!(
+            got,
+            vec![vs(&["1", "4", "null"]), vs(&["null", "5"]), vs(&["3", "6"])]
+        );
     }
 
     #[test]
@@ -321,7 +340,12 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(e.message, "unzip: an array of 3 entries for 2 outputs");
         assert!(e.element.is_some());
-        let (_, r) = try_run_batched(SplitElement::new(unzip_fn::<Value>(2)), whole(vec![vs(&["7"])]), &[], 2);
+        let (_, r) = try_run_batched(
+            SplitElement::new(unzip_fn::<Value>(2)),
+            whole(vec![vs(&["7"])]),
+            &[],
+            2,
+        );
         assert!(r.unwrap_err().message.contains("expects an array"));
     }
 
@@ -330,11 +354,19 @@ mod tests {
         let op = SplitElement::new(separate_fn::<Value>(3));
         let got = run_batched(
             op,
-            whole(vec![vs(&[r#"[0, "x"]"#, r#"[2, "y"]"#, r#"[0, "z"]"#, r#"[1, "w"]"#])]),
+            whole(vec![vs(&[
+                r#"[0, "x"]"#,
+                r#"[2, "y"]"#,
+                r#"[0, "z"]"#,
+                r#"[1, "w"]"#,
+            ])]),
             &[],
             3,
         );
-        assert_eq!(got, vec![vs(&[r#""x""#, r#""z""#]), vs(&[r#""w""#]), vs(&[r#""y""#])]);
+        assert_eq!(
+            got,
+            vec![vs(&[r#""x""#, r#""z""#]), vs(&[r#""w""#]), vs(&[r#""y""#])]
+        );
         for bad in ["[3, 1]", "[-1, 1]", "[1.0, 1]", "[\"a\", 1]", "[1]"] {
             let op = SplitElement::new(separate_fn::<Value>(3));
             let (_, r) = try_run_batched(op, whole(vec![vs(&[bad])]), &[], 3);
@@ -345,10 +377,21 @@ mod tests {
 
     #[test]
     fn timed_unzip_treats_null_as_absent_and_inverts_timed_zip() {
-        let z = vs(&[r#"[1, ["a", null]]"#, r#"[2, [null, "A"]]"#, r#"[3, ["b", "B"]]"#, r#"[4, []]"#]);
+        let z = vs(&[
+            r#"[1, ["a", null]]"#,
+            r#"[2, [null, "A"]]"#,
+            r#"[3, ["b", "B"]]"#,
+            r#"[4, []]"#,
+        ]);
         let op = SplitElement::new(timed_unzip_fn::<Value>(2));
         let got = run_batched(op, whole(vec![z.clone()]), &[], 2);
-        assert_eq!(got, vec![vs(&[r#"[1, "a"]"#, r#"[3, "b"]"#]), vs(&[r#"[2, "A"]"#, r#"[3, "B"]"#])]);
+        assert_eq!(
+            got,
+            vec![
+                vs(&[r#"[1, "a"]"#, r#"[3, "b"]"#]),
+                vs(&[r#"[2, "A"]"#, r#"[3, "B"]"#])
+            ]
+        );
         let rezipped = run_batched(TimedZip::<Value>::new(2), whole(got), &[], 1);
         assert_eq!(rezipped[0], z[..3].to_vec());
         let (_, r) = try_run_batched(
@@ -375,18 +418,29 @@ mod tests {
         let mut g = Graph::new();
         let x = g.source_iter(0..7i64);
         let [even, odd] = g.split_element(&x, |v| {
-            if v % 2 == 0 { [Emit::One(v), Emit::Skip] } else { [Emit::Skip, Emit::One(v)] }
+            if v % 2 == 0 {
+                [Emit::One(v), Emit::Skip]
+            } else {
+                [Emit::Skip, Emit::One(v)]
+            }
         });
         let [lo, hi] = g.split_element_with_state(&x, 0i64, |v, n| {
             *n += 1;
-            if v < 3 { [Emit::One(*n), Emit::Skip] } else { [Emit::Skip, Emit::One(*n)] }
+            if v < 3 {
+                [Emit::One(*n), Emit::Skip]
+            } else {
+                [Emit::Skip, Emit::One(*n)]
+            }
         });
         let tried = g.try_split_element(&x, 1, |v| Ok(vec![Emit::Many(vec![v, v])]));
         let u = g.source_iter(vs(&[r#"[1, "a"]"#, r#"[2, "b"]"#, r#"[3, "c"]"#]));
         let unz = g.unzip(&u, 2);
         let p = g.source_iter(vec![(1usize, 'a'), (0, 'b')]);
         let sep = g.unmix(&p, 2);
-        let t = g.source_iter(vec![(1i64, vec![Some('a'), None]), (2, vec![None, Some('b')])]);
+        let t = g.source_iter(vec![
+            (1i64, vec![Some('a'), None]),
+            (2, vec![None, Some('b')]),
+        ]);
         let tu = g.timed_unzip::<(i64, char)>(&t, 2);
         let c = [even, odd, lo, hi, tried[0]].map(|s| g.collect(&s));
         let cu: Vec<_> = unz.iter().map(|s| g.collect(s)).collect();

@@ -80,7 +80,11 @@ pub(crate) fn chunks<T: Clone>(xs: &[T], sizes: &[usize]) -> Vec<Vec<T>> {
     let mut i = 0;
     let mut k = 0;
     while i < xs.len() {
-        let s = sizes.get(k % sizes.len().max(1)).copied().unwrap_or(1).max(1);
+        let s = sizes
+            .get(k % sizes.len().max(1))
+            .copied()
+            .unwrap_or(1)
+            .max(1);
         let j = (i + s).min(xs.len());
         res.push(xs[i..j].to_vec());
         i = j;

@@ -34,7 +34,7 @@ impl Num {
     }
 
     /// The scalar as a value.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn into_value(self) -> Value {
         match self {
             Num::I(i) => Value::Int(i),
@@ -73,6 +73,17 @@ enum Node {
     Or(Vec<Node>),
 }
 
+/// Flat forms of common expressions.
+#[derive(Clone, Copy, Debug)]
+enum Shape {
+    /// Walk the tree.
+    Tree,
+    /// `slot op constant`.
+    VarConst(Op, usize, Num),
+    /// `constant op slot`.
+    ConstVar(Op, Num, usize),
+}
+
 /// The most distinct variables a fast expression may use.
 pub(crate) const MAX_VARS: usize = 4;
 
@@ -80,6 +91,8 @@ pub(crate) const MAX_VARS: usize = 4;
 #[derive(Clone, Debug)]
 pub(crate) struct FastExpr {
     root: Node,
+    /// A flat form of the most common shapes (`x op c`, `c op x`), skipping the tree walk.
+    shape: Shape,
     /// The variable names, by slot.
     pub(crate) vars: Vec<String>,
 }
@@ -99,13 +112,25 @@ impl FastExpr {
             Stmt::FnCall(call, _) => call_node(call, &mut vars)?,
             _ => return None,
         };
-        Some(FastExpr { root, vars })
+        let shape = match &root {
+            Node::Bin(op, a, b) => match (&**a, &**b) {
+                (Node::Var(i), Node::Const(c)) => Shape::VarConst(*op, *i, *c),
+                (Node::Const(c), Node::Var(i)) => Shape::ConstVar(*op, *c, *i),
+                _ => Shape::Tree,
+            },
+            _ => Shape::Tree,
+        };
+        Some(FastExpr { root, shape, vars })
     }
 
     /// Evaluates with the variables' values by slot; `None` means "ask Rhai".
-    #[inline]
+    #[inline(always)]
     pub(crate) fn eval(&self, slots: &[Num]) -> Option<Num> {
-        eval(&self.root, slots)
+        match self.shape {
+            Shape::VarConst(op, i, c) => binary(op, *slots.get(i)?, c),
+            Shape::ConstVar(op, c, i) => binary(op, c, *slots.get(i)?),
+            Shape::Tree => eval(&self.root, slots),
+        }
     }
 }
 
@@ -222,7 +247,7 @@ fn eval(n: &Node, slots: &[Num]) -> Option<Num> {
 }
 
 /// A binary operator on two scalars, as Rhai's built-in operators compute it (checked build).
-#[inline]
+#[inline(always)]
 fn binary(op: Op, a: Num, b: Num) -> Option<Num> {
     match (a, b) {
         (Num::I(x), Num::I(y)) => match op {
@@ -261,7 +286,7 @@ fn binary(op: Op, a: Num, b: Num) -> Option<Num> {
 }
 
 /// Float operators, including Rhai's relative-epsilon comparisons (rhai 1.x `func/builtin.rs`).
-#[inline]
+#[inline(always)]
 #[allow(clippy::float_cmp)]
 fn float(op: Op, x: FLOAT, y: FLOAT) -> Num {
     let scale = || {

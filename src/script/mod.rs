@@ -37,7 +37,31 @@ pub enum ScriptErrorKind {
     Shape,
 }
 
-/// A script failure, located in the manifest and naming the operator and element.
+/// A script failure, located in the manifest and naming the operator and element (boxed details).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(transparent)]
+pub struct ScriptError(pub Box<ScriptErrorDetails>);
+
+impl std::ops::Deref for ScriptError {
+    type Target = ScriptErrorDetails;
+    fn deref(&self) -> &ScriptErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ScriptError {
+    fn deref_mut(&mut self) -> &mut ScriptErrorDetails {
+        &mut self.0
+    }
+}
+
+impl From<ScriptErrorDetails> for ScriptError {
+    fn from(d: ScriptErrorDetails) -> Self {
+        ScriptError(Box::new(d))
+    }
+}
+
+/// What a [`ScriptError`] says: kind, operator, manifest location, element and message.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "operator \"{operator}\": {} at {file} line {line}{}: {message}{}",
@@ -45,7 +69,7 @@ pub enum ScriptErrorKind {
     column_text(.column),
     element_text(.element)
 )]
-pub struct ScriptError {
+pub struct ScriptErrorDetails {
     /// Which kind of failure.
     pub kind: ScriptErrorKind,
     /// The operator's name.
@@ -149,6 +173,8 @@ impl ScriptFn {
     }
 
     /// Compiles `code` on the given engine (e.g. one built with other [`EngineLimits`]).
+    ///
+    /// The fast path assumes Rhai's built-in operators, as [`build_engine`] leaves them.
     pub fn compile_with(
         engine: Arc<Engine>,
         code: &str,
@@ -158,7 +184,7 @@ impl ScriptFn {
     ) -> Result<ScriptFn, ScriptError> {
         let ast = engine.compile(code).map_err(|e| {
             let pos = e.position();
-            ScriptError {
+            ScriptError::from(ScriptErrorDetails {
                 kind: ScriptErrorKind::Syntax,
                 operator: operator.to_string(),
                 file: "pipeline.toml".into(),
@@ -166,7 +192,7 @@ impl ScriptFn {
                 column: pos.position(),
                 element: None,
                 message: e.err_type().to_string(),
-            }
+            })
         })?;
         let mut scope = Scope::new();
         for (name, v) in params {
@@ -265,24 +291,34 @@ impl ScriptFn {
         name: &str,
         xs: &[Value],
     ) -> Result<Vec<Out>, (usize, ScriptError)> {
-        let mut out = Vec::with_capacity(xs.len());
-        let fast_slots = self.batch_slots(name);
-        for (i, x) in xs.iter().enumerate() {
-            if let Some((mut slots, k)) = fast_slots {
-                if let (Some(n), Some(fx)) = (Num::of(x), self.fast.as_ref()) {
-                    slots[k] = n;
-                    if let Some(r) = fx.eval(&slots) {
-                        out.push(Out::One(r.into_value()));
-                        continue;
+        let fast = self.batch_slots(name).zip(self.fast.as_ref());
+        // Fast expressions are pure: evaluate every element natively (in one tight loop), note
+        // those the fast path leaves to Rhai, then run Rhai on those, in order.
+        let mut slow = Vec::new();
+        let mut out: Vec<Out> = xs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let r = fast.and_then(|((mut slots, k), fx)| {
+                    slots[k] = Num::of(x)?;
+                    fx.eval(&slots)
+                });
+                match r {
+                    Some(r) => Out::One(r.into_value()),
+                    None => {
+                        slow.push(i);
+                        Out::Nothing
                     }
                 }
-            }
-            let bindings = [(name, x)];
+            })
+            .collect();
+        for i in slow {
+            let bindings = [(name, &xs[i])];
             let r = self
                 .call_raw(&bindings)
                 .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
             match r {
-                Ok(o) => out.push(o),
+                Ok(o) => out[i] = o,
                 Err(e) => return Err((i, e)),
             }
         }
@@ -366,7 +402,7 @@ impl ScriptFn {
         if let EvalAltResult::ErrorInFunctionCall(f, ..) = err {
             message.push_str(&format!(" (in call to function '{f}')"));
         }
-        let e = ScriptError {
+        let e = ScriptError::from(ScriptErrorDetails {
             kind: ScriptErrorKind::Runtime,
             operator: self.operator.clone(),
             file: "pipeline.toml".into(),
@@ -374,7 +410,7 @@ impl ScriptFn {
             column: pos.position(),
             element: None,
             message,
-        };
+        });
         match bindings.first() {
             Some((_, v)) => e.with_element(v.borrow()),
             None => e,
@@ -387,7 +423,7 @@ impl ScriptFn {
         message: String,
         bindings: &[(&str, V)],
     ) -> ScriptError {
-        let e = ScriptError {
+        let e = ScriptError::from(ScriptErrorDetails {
             kind: ScriptErrorKind::Shape,
             operator: self.operator.clone(),
             file: "pipeline.toml".into(),
@@ -395,7 +431,7 @@ impl ScriptFn {
             column: None,
             element: None,
             message,
-        };
+        });
         match bindings.first() {
             Some((_, v)) => e.with_element(v.borrow()),
             None => e,

@@ -143,7 +143,7 @@ fn less(a: Number, b: Number) -> bool {
 
 /// Index of the smallest entry (the first one on ties); an empty array is an error.
 pub fn argmin<T: AsNumber>(xs: &[T]) -> Result<usize, String> {
-    pick("min", xs, |cand, best| less(cand, best))
+    pick("min", xs, less)
 }
 
 /// Index of the largest entry (the first one on ties); an empty array is an error.

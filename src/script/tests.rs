@@ -556,7 +556,7 @@ fn expr() -> impl Strategy<Value = String> {
         prop_oneof![
             4 => (inner.clone(), ops.clone(), inner.clone()).prop_map(|(a, o, b)| format!("({a} {o} {b})")),
             2 => (inner.clone(), ops, inner.clone()).prop_map(|(a, o, b)| format!("{a} {o} {b}")),
-            1 => inner.clone().prop_map(|a| format!("-{a}")),
+            1 => inner.clone().prop_map(|a| format!("- {a}")),
             1 => inner.clone().prop_map(|a| format!("-({a})")),
             1 => inner.clone().prop_map(|a| format!("+({a})")),
             1 => inner.prop_map(|a| format!("!({a})")),
