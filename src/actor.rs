@@ -170,10 +170,22 @@ impl<O: Operator> OpActor<O> {
         clear
     }
 
+    /// The operator failed: what it already produced still flows downstream, its outputs end
+    /// (so everything accepted before the failure is processed and written), its inputs are
+    /// let go, and the run reports the failure once it has drained.
     fn fail(&mut self, ctx: &mut Context<Self>, e: OpError) {
-        self.phase = Phase::Done;
+        tracing::error!(operator = %self.w.name, "{}{}", e.message, e.element.as_deref().map(|el| format!(" (element: {el})")).unwrap_or_default());
         self.w.run.fail(self.w.id, &self.w.name, e);
-        ctx.stop();
+        self.distribute();
+        for p in &mut self.w.inputs {
+            p.chan.disconnect_consumer();
+            p.ended = true;
+        }
+        self.phase = Phase::Finishing;
+        if let Err(e) = self.pump_inner(ctx) {
+            // Already failing: only the first failure is reported.
+            let _ = e;
+        }
     }
 
     /// Removes `n` reasons for the cycle to live; ends the cycle here if it went quiet.
@@ -212,6 +224,10 @@ impl<O: Operator> OpActor<O> {
             if self.blocked() {
                 return Ok(());
             }
+        }
+        if self.phase == Phase::Running && self.w.inputs.is_empty() && self.w.run.is_failed() {
+            // Another operator failed: sources stop, so the rest of the pipeline drains.
+            self.phase = Phase::Finishing;
         }
         if self.phase == Phase::Running {
             if self.w.inputs.is_empty() {

@@ -1,7 +1,7 @@
 //! What a running pipeline shares between its actors: completion, failures, counts; and the
 //! report a run returns.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -59,6 +59,7 @@ struct Inner {
 /// State shared by every actor of one run.
 pub(crate) struct RunShared {
     live: AtomicUsize,
+    failed: AtomicBool,
     inner: Mutex<Inner>,
     done: Condvar,
     stopper: Mutex<Option<Box<dyn Fn() + Send>>>,
@@ -70,6 +71,7 @@ impl RunShared {
         let n = names.len();
         Arc::new(RunShared {
             live: AtomicUsize::new(n),
+            failed: AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 failures: vec![],
                 counts: vec![None; n],
@@ -133,7 +135,12 @@ impl RunShared {
             operator: name.to_string(),
             error,
         });
-        self.finish(inner);
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// True once some operator failed (sources then stop and the pipeline drains).
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
     }
 
     /// Stops the run from outside (e.g. a signal).

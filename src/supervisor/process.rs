@@ -179,8 +179,13 @@ fn watch(children: Arc<Mutex<Vec<(String, Child)>>>, failure: Arc<Mutex<Option<S
             match guard[i].1.try_wait() {
                 Ok(Some(status)) => {
                     let (name, _) = guard.remove(i);
-                    if !status.success() {
-                        failed = Some(format!("process group \"{name}\" failed ({status})"));
+                    if status.code() == Some(1) {
+                        // An operator failed there; the worker drained what it had accepted
+                        // and ended its streams, so the others finish on their own.
+                        let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
+                        f.get_or_insert_with(|| format!("process group \"{name}\" failed"));
+                    } else if !status.success() {
+                        failed = Some(format!("process group \"{name}\" died ({status})"));
                         break;
                     }
                 }
