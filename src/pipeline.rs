@@ -353,12 +353,7 @@ impl Graph {
     }
 
     /// Adds an operator with exactly one output.
-    pub fn add_unary<O: Operator>(
-        &mut self,
-        kind: &str,
-        op: O,
-        inputs: &[&Stream<O::In>],
-    ) -> Stream<O::Out> {
+    pub fn add_unary<O: Operator>(&mut self, kind: &str, op: O, inputs: &[&Stream<O::In>]) -> Stream<O::Out> {
         self.add_operator(kind, op, inputs, 1)[0]
     }
 
@@ -406,11 +401,7 @@ impl Runner {
         }
         if let Some(grp) = g.groups.iter().find(|x| x.placement == Placement::Process) {
             // Process placement of Rust graphs needs the worker re-exec machinery of the CLI.
-            if g.nodes.iter().any(|n| {
-                n.group
-                    .map(|i| g.groups[i].name == grp.name)
-                    .unwrap_or(false)
-            }) {
+            if g.nodes.iter().any(|n| n.group.map(|i| g.groups[i].name == grp.name).unwrap_or(false)) {
                 return Err(GraphError::ProcessPlacement(grp.name.clone()));
             }
         }
@@ -419,11 +410,7 @@ impl Runner {
             let mut f = vec![];
             for &s in &n.inputs {
                 let r = g.resolve(s)?;
-                f.push(
-                    g.streams[r]
-                        .producer
-                        .expect("resolve returns produced streams"),
-                );
+                f.push(g.streams[r].producer.expect("resolve returns produced streams"));
             }
             feeds.push(f);
         }
@@ -453,16 +440,10 @@ impl Runner {
         let run = RunShared::new(names.clone());
         // Links: one channel per (producer port, consumer port).
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
-        let mut outputs: Vec<Vec<Vec<AnyLink>>> = g
-            .nodes
-            .iter()
-            .map(|x| (0..x.outputs.len()).map(|_| vec![]).collect())
-            .collect();
-        let mut producer_links: Vec<Vec<Vec<usize>>> = g
-            .nodes
-            .iter()
-            .map(|x| (0..x.outputs.len()).map(|_| vec![]).collect())
-            .collect();
+        let mut outputs: Vec<Vec<Vec<AnyLink>>> =
+            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        let mut producer_links: Vec<Vec<Vec<usize>>> =
+            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
         for c in 0..n {
             for (port, &(p, pp)) in feeds[c].iter().enumerate() {
                 let intra = comp[c].is_some() && comp[c] == comp[p];
@@ -473,11 +454,7 @@ impl Runner {
                     cfg.capacity = usize::MAX;
                     cfg.overflow = crate::link::local::Overflow::Block;
                 }
-                let counter = if intra {
-                    counters.get(&comp[c].unwrap_or(usize::MAX)).cloned()
-                } else {
-                    None
-                };
+                let counter = if intra { counters.get(&comp[c].unwrap_or(usize::MAX)).cloned() } else { None };
                 let (a, b) = g.nodes[c].body.make_input(cfg, counter);
                 inputs[c].push((a, intra));
                 outputs[p][pp].push(b);
@@ -535,10 +512,7 @@ impl Runner {
         };
         for (node, outs) in node_outputs.iter().enumerate() {
             for (p, &s) in outs.iter().enumerate() {
-                let c = counts[node]
-                    .as_ref()
-                    .and_then(|v| v.get(p).copied())
-                    .unwrap_or(0);
+                let c = counts[node].as_ref().and_then(|v| v.get(p).copied()).unwrap_or(0);
                 report.streams.push((stream_names[s].clone(), c));
             }
         }
