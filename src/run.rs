@@ -97,12 +97,7 @@ impl RunShared {
     }
 
     fn stop(&self) {
-        if let Some(f) = self
-            .stopper
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-        {
+        if let Some(f) = self.stopper.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             f();
         }
     }
@@ -158,19 +153,9 @@ impl RunShared {
     }
 
     /// The failures, and the per-node output counts of nodes that finished.
-    pub(crate) fn outcome(
-        &self,
-    ) -> (
-        Vec<OperatorFailure>,
-        Vec<Option<Vec<u64>>>,
-        Vec<(String, String)>,
-    ) {
+    pub(crate) fn outcome(&self) -> (Vec<OperatorFailure>, Vec<Option<Vec<u64>>>, Vec<(String, String)>) {
         let inner = self.lock();
-        (
-            inner.failures.clone(),
-            inner.counts.clone(),
-            inner.notes.clone(),
-        )
+        (inner.failures.clone(), inner.counts.clone(), inner.notes.clone())
     }
 
     /// True if every node finished.

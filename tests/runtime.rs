@@ -11,10 +11,7 @@ fn a_chain_delivers_every_element_in_order() {
     let c = g.filter_element(&b, |v| v % 4 == 0);
     let out = g.collect(&c);
     let report = g.run().unwrap();
-    let want: Vec<i64> = (0..100_000i64)
-        .map(|v| (v + 1) * 2)
-        .filter(|v| v % 4 == 0)
-        .collect();
+    let want: Vec<i64> = (0..100_000i64).map(|v| (v + 1) * 2).filter(|v| v % 4 == 0).collect();
     assert_eq!(out.take(), want);
     assert_eq!(report.streams.len(), 4);
 }
@@ -65,23 +62,14 @@ fn thread_groups_give_the_same_results() {
     let y = g.with_group(&grp, |g| g.map_element(&x, |v| v * 2));
     let out = g.collect(&y);
     g.run().unwrap();
-    assert_eq!(
-        out.take(),
-        (0..50_000i64).map(|v| v * 2).collect::<Vec<_>>()
-    );
+    assert_eq!(out.take(), (0..50_000i64).map(|v| v * 2).collect::<Vec<_>>());
 }
 
 #[test]
 fn a_slow_consumer_keeps_links_bounded() {
     let mut g = Graph::new();
     let x = g.source_iter(0..20_000i64);
-    g.set_link(
-        &x,
-        LinkConfig {
-            capacity: 16,
-            overflow: Overflow::Block,
-        },
-    );
+    g.set_link(&x, LinkConfig { capacity: 16, overflow: Overflow::Block });
     let grp = g.group("slow", Placement::Thread, RestartPolicy::Permanent);
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let s2 = seen.clone();

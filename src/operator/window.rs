@@ -541,12 +541,6 @@ impl WindowAgg {
             updates: 0,
         }
     }
-
-    fn reset(&mut self, from: u64) {
-        self.acc = Neumaier::default();
-        self.covered = from;
-        self.updates = 0;
-    }
 }
 
 impl Operator for WindowAgg {
@@ -567,37 +561,45 @@ impl Operator for WindowAgg {
                 Ok(())
             });
         }
+        // The hot loop keeps the sum and positions in locals (ordinary windows: no clipping).
         let o = out.port_mut(0);
-        while self.state.ready() {
-            let j = self.state.next_index();
-            let (s, e) = self.state.bounds(j);
-            let from = self.covered.max(s);
-            for &x in self.state.slice(from, e) {
-                self.acc.add(x);
+        let st = &mut self.state;
+        let (step, window, base) = (st.step, st.window, st.base);
+        let buf = &st.buf[..];
+        let at = |i: u64| (i - base) as usize;
+        let mean = self.agg == Agg::Mean;
+        let (mut acc, mut covered, mut updates) = (self.acc, self.covered, self.updates);
+        let mut j = st.next;
+        let (mut s, mut e) = (j * step, j * step + window);
+        while e <= st.arrived {
+            for &x in &buf[at(covered.max(s))..at(e)] {
+                acc.add(x);
             }
-            self.covered = e;
-            let mut total = self.acc.total();
-            let exact = !total.is_finite() || self.updates >= EXACT_EVERY;
+            covered = e;
+            let mut total = acc.total();
+            let exact = !total.is_finite() || updates >= EXACT_EVERY;
             if exact {
-                total = Agg::Sum.reduce_f64(self.state.slice(s, e));
+                total = Agg::Sum.reduce_f64(&buf[at(s)..at(e)]);
             }
-            o.push(if self.agg == Agg::Mean {
-                total / (e - s) as f64
-            } else {
-                total
-            });
-            let next_s = self.state.bounds(j + 1).0;
+            o.push(if mean { total / window as f64 } else { total });
+            let next_s = s + step;
             if exact || next_s >= e {
-                self.reset(next_s);
+                acc = Neumaier::default();
+                covered = next_s;
+                updates = 0;
             } else {
-                for &x in self.state.slice(s, next_s) {
-                    self.acc.add(-x);
+                for &x in &buf[at(s)..at(next_s)] {
+                    acc.add(-x);
                 }
-                self.updates += 1;
+                updates += 1;
             }
-            self.state.advance();
+            j += 1;
+            s = next_s;
+            e = next_s + window;
         }
-        self.state.compact();
+        st.next = j;
+        (self.acc, self.covered, self.updates) = (acc, covered, updates);
+        st.compact();
         Ok(())
     }
 
