@@ -60,7 +60,7 @@ impl<T: Clone> OutPort<T> {
             let b = if i + 1 == n {
                 batch.take().unwrap_or_default()
             } else {
-                batch.as_ref().map(|b| b.clone()).unwrap_or_default()
+                batch.clone().unwrap_or_default()
             };
             if pending.is_empty() {
                 if let Some(rest) = chan.push(b) {
@@ -132,7 +132,10 @@ impl<O: Operator> OpActor<O> {
         }
     }
 
-    fn guarded<R>(&mut self, f: impl FnOnce(&mut O, &mut Outputs<O::Out>) -> OpResult<R>) -> OpResult<R> {
+    fn guarded<R>(
+        &mut self,
+        f: impl FnOnce(&mut O, &mut Outputs<O::Out>) -> OpResult<R>,
+    ) -> OpResult<R> {
         let (op, out) = (&mut *self.op, &mut self.out);
         match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
             Ok(r) => r,
@@ -269,9 +272,7 @@ impl<O: Operator> OpActor<O> {
             }
             self.phase = Phase::Done;
             let counts = self.w.outputs.iter().map(|p| p.count).collect();
-            self.w
-                .run
-                .node_done(self.w.id, counts, self.op.end_note());
+            self.w.run.node_done(self.w.id, counts, self.op.end_note());
             ctx.stop();
         }
         Ok(())

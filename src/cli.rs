@@ -21,7 +21,11 @@ pub enum LogFormat {
 }
 
 #[derive(Parser, Debug)]
-#[command(name = "tributary", version, about = "Run stream-processing pipelines described by manifests")]
+#[command(
+    name = "tributary",
+    version,
+    about = "Run stream-processing pipelines described by manifests"
+)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, value_enum, default_value = "text", global = true)]
@@ -59,7 +63,8 @@ enum Cmd {
 
 fn init_logs(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_env("TRIBUTARY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

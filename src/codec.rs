@@ -15,17 +15,21 @@ fn config() -> bincode::config::Configuration {
 
 /// Appends the encoding of `batch` to `out`.
 pub fn encode<T: Serialize>(batch: &[T], out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let bytes = bincode::serde::encode_to_vec(batch, config()).map_err(|e| CodecError(e.to_string()))?;
+    let bytes =
+        bincode::serde::encode_to_vec(batch, config()).map_err(|e| CodecError(e.to_string()))?;
     out.extend_from_slice(&bytes);
     Ok(())
 }
 
 /// Decodes a batch encoded by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<Vec<T>, CodecError> {
-    let (v, used): (Vec<T>, usize) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|e| CodecError(e.to_string()))?;
+    let (v, used): (Vec<T>, usize) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
-        return Err(CodecError(format!("{} trailing bytes after a batch", bytes.len() - used)));
+        return Err(CodecError(format!(
+            "{} trailing bytes after a batch",
+            bytes.len() - used
+        )));
     }
     Ok(v)
 }

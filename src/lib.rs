@@ -22,6 +22,8 @@ pub use emit::{multivalue, Emit, IntoEmit};
 pub use link::local::{LinkConfig, Overflow};
 pub use operator::sink::Collector;
 pub use operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
-pub use pipeline::{Graph, GraphError, Group, Placement, RestartPolicy, RunError, StopHandle, Stream};
+pub use pipeline::{
+    Graph, GraphError, Group, Placement, RestartPolicy, RunError, StopHandle, Stream,
+};
 pub use run::{OperatorFailure, Report};
 pub use value::Value;

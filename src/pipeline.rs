@@ -131,7 +131,12 @@ pub enum RunError {
 /// The type-erased body of a node: creates its input links and starts its actor.
 pub(crate) trait NodeBody: Send {
     /// Creates an input link; returns it twice (consumer side, producer side).
-    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>, count_push: bool) -> (AnyLink, AnyLink);
+    fn make_input(
+        &self,
+        cfg: LinkConfig,
+        cycle: Option<Arc<CycleCounter>>,
+        count_push: bool,
+    ) -> (AnyLink, AnyLink);
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>);
 }
 
@@ -156,7 +161,12 @@ fn downcast<T: 'static>(b: AnyLink) -> Arc<Channel<T>> {
 }
 
 impl<O: Operator> NodeBody for Body<O> {
-    fn make_input(&self, cfg: LinkConfig, cycle: Option<Arc<CycleCounter>>, count_push: bool) -> (AnyLink, AnyLink) {
+    fn make_input(
+        &self,
+        cfg: LinkConfig,
+        cycle: Option<Arc<CycleCounter>>,
+        count_push: bool,
+    ) -> (AnyLink, AnyLink) {
         let c = Channel::<O::In>::new(cfg);
         if let Some(cycle) = cycle {
             c.set_cycle(cycle, count_push);
@@ -431,7 +441,12 @@ impl Graph {
     }
 
     /// Adds an operator with exactly one output.
-    pub fn add_unary<O: Operator>(&mut self, kind: &str, op: O, inputs: &[&Stream<O::In>]) -> Stream<O::Out> {
+    pub fn add_unary<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        inputs: &[&Stream<O::In>],
+    ) -> Stream<O::Out> {
         self.add_operator(kind, op, inputs, 1)[0]
     }
 
@@ -539,7 +554,8 @@ impl<T: Element> ErasedFeed for ExternalFeed<T> {
     }
 
     fn ready(&self) {
-        let chans = std::mem::take(&mut *self.slot.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        let chans =
+            std::mem::take(&mut *self.slot.pending.lock().unwrap_or_else(|e| e.into_inner()));
         *self.slot.chans.lock().unwrap_or_else(|e| e.into_inner()) = Some(chans);
         self.slot.ready.notify_all();
     }
@@ -603,7 +619,11 @@ impl Runner {
         }
         if let Some(grp) = g.groups.iter().find(|x| x.placement == Placement::Process) {
             // Process placement of Rust graphs needs the worker re-exec machinery of the CLI.
-            if g.nodes.iter().any(|n| n.group.map(|i| g.groups[i].name == grp.name).unwrap_or(false)) {
+            if g.nodes.iter().any(|n| {
+                n.group
+                    .map(|i| g.groups[i].name == grp.name)
+                    .unwrap_or(false)
+            }) {
                 return Err(GraphError::ProcessPlacement(grp.name.clone()));
             }
         }
@@ -674,8 +694,11 @@ impl Runner {
         g.stop.attach(run.clone());
         // Links: one channel per (producer port, consumer port).
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
-        let mut outputs: Vec<Vec<Vec<AnyLink>>> =
-            g.nodes.iter().map(|x| (0..x.outputs.len()).map(|_| vec![]).collect()).collect();
+        let mut outputs: Vec<Vec<Vec<AnyLink>>> = g
+            .nodes
+            .iter()
+            .map(|x| (0..x.outputs.len()).map(|_| vec![]).collect())
+            .collect();
         for (c, node) in g.nodes.iter_mut().enumerate() {
             if let Some(link) = node.external.take() {
                 inputs[c].push((link, false));
@@ -712,9 +735,9 @@ impl Runner {
                 }
             }
         }
-        for v in 0..n {
-            for (pp, &s) in g.nodes[v].outputs.iter().enumerate() {
-                outputs[v][pp].append(&mut g.streams[s].drains);
+        for (node, outs) in g.nodes.iter().zip(outputs.iter_mut()) {
+            for (pp, &s) in node.outputs.iter().enumerate() {
+                outs[pp].append(&mut g.streams[s].drains);
             }
         }
         for s in &g.streams {
@@ -762,7 +785,11 @@ impl Runner {
             .map_err(|e| RunError::Runtime(e.to_string()))?;
         let joined = main.join();
         run.wait();
-        let (failures, counts, notes) = run.outcome();
+        let crate::run::Outcome {
+            failures,
+            counts,
+            notes,
+        } = run.outcome();
         let mut report = Report {
             wall: started.elapsed(),
             notes,
@@ -770,7 +797,10 @@ impl Runner {
         };
         for (node, outs) in node_outputs.iter().enumerate() {
             for (p, &s) in outs.iter().enumerate() {
-                let c = counts[node].as_ref().and_then(|v| v.get(p).copied()).unwrap_or(0);
+                let c = counts[node]
+                    .as_ref()
+                    .and_then(|v| v.get(p).copied())
+                    .unwrap_or(0);
                 report.streams.push((stream_names[s].clone(), c));
             }
         }

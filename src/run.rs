@@ -49,6 +49,13 @@ impl Report {
     }
 }
 
+/// What a finished run left behind.
+pub(crate) struct Outcome {
+    pub failures: Vec<OperatorFailure>,
+    pub counts: Vec<Option<Vec<u64>>>,
+    pub notes: Vec<(String, String)>,
+}
+
 struct Inner {
     failures: Vec<OperatorFailure>,
     counts: Vec<Option<Vec<u64>>>,
@@ -97,7 +104,12 @@ impl RunShared {
     }
 
     fn stop(&self) {
-        if let Some(f) = self.stopper.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        if let Some(f) = self
+            .stopper
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+        {
             f();
         }
     }
@@ -152,10 +164,14 @@ impl RunShared {
         }
     }
 
-    /// The failures, and the per-node output counts of nodes that finished.
-    pub(crate) fn outcome(&self) -> (Vec<OperatorFailure>, Vec<Option<Vec<u64>>>, Vec<(String, String)>) {
+    /// The failures, the per-node output counts of nodes that finished, and their notes.
+    pub(crate) fn outcome(&self) -> Outcome {
         let inner = self.lock();
-        (inner.failures.clone(), inner.counts.clone(), inner.notes.clone())
+        Outcome {
+            failures: inner.failures.clone(),
+            counts: inner.counts.clone(),
+            notes: inner.notes.clone(),
+        }
     }
 
     /// True if every node finished.

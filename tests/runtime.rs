@@ -11,7 +11,10 @@ fn a_chain_delivers_every_element_in_order() {
     let c = g.filter_element(&b, |v| v % 4 == 0);
     let out = g.collect(&c);
     let report = g.run().unwrap();
-    let want: Vec<i64> = (0..100_000i64).map(|v| (v + 1) * 2).filter(|v| v % 4 == 0).collect();
+    let want: Vec<i64> = (0..100_000i64)
+        .map(|v| (v + 1) * 2)
+        .filter(|v| v % 4 == 0)
+        .collect();
     assert_eq!(out.take(), want);
     assert_eq!(report.streams.len(), 4);
 }
@@ -62,14 +65,23 @@ fn thread_groups_give_the_same_results() {
     let y = g.with_group(&grp, |g| g.map_element(&x, |v| v * 2));
     let out = g.collect(&y);
     g.run().unwrap();
-    assert_eq!(out.take(), (0..50_000i64).map(|v| v * 2).collect::<Vec<_>>());
+    assert_eq!(
+        out.take(),
+        (0..50_000i64).map(|v| v * 2).collect::<Vec<_>>()
+    );
 }
 
 #[test]
 fn a_slow_consumer_keeps_links_bounded() {
     let mut g = Graph::new();
     let x = g.source_iter(0..20_000i64);
-    g.set_link(&x, LinkConfig { capacity: 16, overflow: Overflow::Block });
+    g.set_link(
+        &x,
+        LinkConfig {
+            capacity: 16,
+            overflow: Overflow::Block,
+        },
+    );
     let grp = g.group("slow", Placement::Thread, RestartPolicy::Permanent);
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let s2 = seen.clone();
@@ -108,7 +120,14 @@ fn two_graphs_joined_by_external_links_act_as_one() {
     use tributary::link::local::Recv;
     let mut a = Graph::new();
     let x = a.source_iter(0..10_000i64);
-    let drain = a.external_output(&x, LinkConfig { capacity: 64, overflow: Overflow::Block }, None);
+    let drain = a.external_output(
+        &x,
+        LinkConfig {
+            capacity: 64,
+            overflow: Overflow::Block,
+        },
+        None,
+    );
     let mut b = Graph::new();
     let (feed, xs) = b.external_input::<i64>("x");
     let y = b.map_element(&xs, |v| v + 1);

@@ -116,10 +116,11 @@ pub fn spawn_reader<T: Element>(
                                 source,
                             },
                         })?;
-                        let batch = codec::decode::<T>(&payload).map_err(|source| RemoteError::Codec {
-                            link: link.clone(),
-                            source,
-                        })?;
+                        let batch =
+                            codec::decode::<T>(&payload).map_err(|source| RemoteError::Codec {
+                                link: link.clone(),
+                                source,
+                            })?;
                         feed.push(batch);
                     }
                     TAG_END | TAG_END_CYCLE => {

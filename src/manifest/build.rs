@@ -102,13 +102,11 @@ impl Func {
         }))
     }
 
-    /// Converts a script failure of this function into an operator failure.
-    pub(crate) fn err(&self, e: ScriptError) -> OpError {
-        op_err(e.with_file(self.file.clone()))
-    }
-
     /// Calls it: returns what to emit (the state, if any, is bound and advanced).
-    pub(crate) fn call(&mut self, bindings: &mut Vec<(&str, Value)>) -> Result<Emit<Value>, OpError> {
+    pub(crate) fn call(
+        &mut self,
+        bindings: &mut Vec<(&str, Value)>,
+    ) -> Result<Emit<Value>, OpError> {
         match &mut self.state {
             None => {
                 let r = self.f.call(bindings).map(emit_of);
@@ -158,7 +156,11 @@ impl Func {
     }
 
     /// Calls it for a split or multi operator: one entry per output (`()` emits nothing there).
-    pub(crate) fn call_split(&mut self, bindings: &mut Vec<(&str, Value)>, n: usize) -> Result<Vec<Emit<Value>>, OpError> {
+    pub(crate) fn call_split(
+        &mut self,
+        bindings: &mut Vec<(&str, Value)>,
+        n: usize,
+    ) -> Result<Vec<Emit<Value>>, OpError> {
         let file = self.file.clone();
         let err = move |e: ScriptError| op_err(e.with_file(file.clone()));
         if self.state.is_none() {
@@ -166,7 +168,9 @@ impl Func {
             return r.map(|v| v.into_iter().map(emit_of).collect()).map_err(err);
         }
         match self.call(bindings)? {
-            Emit::One(Value::Array(a)) if a.len() == n => Ok(a.into_iter().map(Emit::One).collect()),
+            Emit::One(Value::Array(a)) if a.len() == n => {
+                Ok(a.into_iter().map(Emit::One).collect())
+            }
             other => Err(OpError::new(format!(
                 "operator \"{}\": expected an array of {n} entries (one per output), got {other:?}",
                 self.f.operator()
@@ -238,7 +242,12 @@ pub(crate) fn typecheck(ty: StreamType, v: Value) -> Result<Value, String> {
     match (ty, v) {
         (StreamType::F64, Value::Int(i)) => Ok(Value::Float(i as f64)),
         (ty, v) if ty.accepts(&v) => Ok(v),
-        (ty, v) => Err(format!("expected {}, found {} {}", ty.as_str(), v.type_name(), v)),
+        (ty, v) => Err(format!(
+            "expected {}, found {} {}",
+            ty.as_str(),
+            v.type_name(),
+            v
+        )),
     }
 }
 
@@ -255,7 +264,11 @@ pub fn build_local(
     let mut groups = HashMap::new();
     for gd in &m.groups {
         if gd.placement == crate::manifest::Placement::Thread && proc == 0 {
-            let h = g.group(&gd.name, crate::Placement::Thread, crate::RestartPolicy::Permanent);
+            let h = g.group(
+                &gd.name,
+                crate::Placement::Thread,
+                crate::RestartPolicy::Permanent,
+            );
             groups.insert(gd.name.clone(), h);
         }
     }
@@ -278,7 +291,9 @@ pub fn build_local(
     };
     // Streams of this process by name, filled as operators are added; feedback streams are
     // declared up front and connected once their producer exists.
-    let local: Vec<usize> = (0..m.operators.len()).filter(|&i| plan.op_proc[i] == proc).collect();
+    let local: Vec<usize> = (0..m.operators.len())
+        .filter(|&i| plan.op_proc[i] == proc)
+        .collect();
     let mut streams: HashMap<String, Stream<Value>> = HashMap::new();
     for &i in &local {
         for s in &m.operators[i].outputs {
@@ -303,10 +318,12 @@ pub fn build_local(
         })?;
         let (feed, s) = g.external_input::<Value>(&r.stream);
         g.set_link(&s, link_config(m, &r.stream));
-        relays.push(remote::spawn_reader(r.stream.clone(), reader, feed).map_err(|e| BuildError::Link {
-            stream: r.stream.clone(),
-            message: e.to_string(),
-        })?);
+        relays.push(
+            remote::spawn_reader(r.stream.clone(), reader, feed).map_err(|e| BuildError::Link {
+                stream: r.stream.clone(),
+                message: e.to_string(),
+            })?,
+        );
         ring_inputs.insert((r.consumer, r.port), s);
     }
     for &i in &local {
@@ -315,13 +332,20 @@ pub fn build_local(
             .inputs
             .iter()
             .enumerate()
-            .map(|(port, s)| ring_inputs.get(&(i, port)).copied().unwrap_or_else(|| streams[s]))
+            .map(|(port, s)| {
+                ring_inputs
+                    .get(&(i, port))
+                    .copied()
+                    .unwrap_or_else(|| streams[s])
+            })
             .collect();
         g.name_next(&d.name);
         let outs = match d.group.as_ref().and_then(|gn| groups.get(gn)) {
             Some(grp) => {
                 let grp = grp.clone();
-                g.with_group(&grp, |g| crate::manifest::kinds_build::build_op(g, m, d, &inputs))?
+                g.with_group(&grp, |g| {
+                    crate::manifest::kinds_build::build_op(g, m, d, &inputs)
+                })?
             }
             None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs)?,
         };
@@ -358,10 +382,12 @@ pub fn build_local(
         })?;
         let counter = r.cycle.map(|c| counters[c].clone());
         let chan = g.external_output(&streams[&r.stream], link_config(m, &r.stream), counter);
-        relays.push(remote::spawn_writer(r.stream.clone(), chan, writer).map_err(|e| BuildError::Link {
-            stream: r.stream.clone(),
-            message: e.to_string(),
-        })?);
+        relays.push(
+            remote::spawn_writer(r.stream.clone(), chan, writer).map_err(|e| BuildError::Link {
+                stream: r.stream.clone(),
+                message: e.to_string(),
+            })?,
+        );
     }
     Ok(LocalPart { graph: g, relays })
 }

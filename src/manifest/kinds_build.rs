@@ -1,15 +1,18 @@
 //! One builder per `op` kind: the manifest's keys and `fn` turned into calls of the Rust API.
 
 use crate::emit::Emit;
+use crate::manifest::build::{typecheck, BuildError, Func};
 use crate::manifest::schema::{Format as MFormat, StreamType};
+use crate::manifest::schema::{Manifest, OperatorDecl};
 use crate::operator::source::{Format, OnError, TypeCheck};
 use crate::operator::timed::Timed;
 use crate::operator::window::{self, Count};
-use crate::manifest::build::{typecheck, BuildError, Func};
-use crate::manifest::schema::{Manifest, OperatorDecl};
 use crate::operator::OpError;
 use crate::pipeline::{Graph, Stream};
 use crate::Value;
+
+/// A window function: a script or a built-in reducer.
+type Reducer = Box<dyn FnMut(&[Value]) -> Result<Emit<Value>, OpError> + Send>;
 
 fn bad(d: &OperatorDecl, message: impl Into<String>) -> BuildError {
     BuildError::Operator {
@@ -23,7 +26,11 @@ fn func(m: &Manifest, d: &OperatorDecl) -> Result<Func, BuildError> {
 }
 
 /// A source's values checked against the type of the stream it feeds.
-fn typed_values(m: &Manifest, d: &OperatorDecl, vals: Vec<Value>) -> Result<Vec<Value>, BuildError> {
+fn typed_values(
+    m: &Manifest,
+    d: &OperatorDecl,
+    vals: Vec<Value>,
+) -> Result<Vec<Value>, BuildError> {
     let ty = m.stream(&d.outputs[0]).ty;
     vals.into_iter()
         .enumerate()
@@ -41,7 +48,10 @@ pub fn build_op(
     let one = |s: Stream<Value>| Ok(vec![s]);
     match d.kind.as_str() {
         "source.list" => {
-            let vals = d.get_array("values").map(|a| a.to_vec()).unwrap_or_default();
+            let vals = d
+                .get_array("values")
+                .map(|a| a.to_vec())
+                .unwrap_or_default();
             let vals = typed_values(m, d, vals)?;
             one(g.source_iter(vals))
         }
@@ -49,7 +59,11 @@ pub fn build_op(
             let start = d.get_i64("start").unwrap_or(0);
             let end = d.get_i64("end").unwrap_or(0);
             let step = d.get_i64("step").unwrap_or(1);
-            let it = RangeIter { next: start, end, step };
+            let it = RangeIter {
+                next: start,
+                end,
+                step,
+            };
             one(g.source_iter(it.map(Value::Int)))
         }
         "map_element" => {
@@ -77,16 +91,19 @@ pub fn build_op(
         }
         "copy" => Ok(g.copy(&inputs[0], d.outputs.len())),
         "prepend" => {
-            let vals = d.get_array("values").map(|a| a.to_vec()).unwrap_or_default();
+            let vals = d
+                .get_array("values")
+                .map(|a| a.to_vec())
+                .unwrap_or_default();
             one(g.prepend(&inputs[0], vals))
         }
         "exponential_smoothing" => {
             let alpha = d.get_f64("alpha").unwrap_or(0.0);
             let mut s = d.state.as_ref().and_then(Value::as_f64).unwrap_or(0.0);
             one(g.try_map_element(&inputs[0], move |x: Value| {
-                let v = x
-                    .as_f64()
-                    .ok_or_else(|| OpError::new(format!("expected a number, got {x}")).with_element(&x))?;
+                let v = x.as_f64().ok_or_else(|| {
+                    OpError::new(format!("expected a number, got {x}")).with_element(&x)
+                })?;
                 s = alpha * s + (1.0 - alpha) * v;
                 Ok(Emit::One(Value::Float(s)))
             }))
@@ -142,7 +159,7 @@ pub fn build_op(
         "map_window" | "map_window_list" | "sliding_window_with_startup" => {
             let c = count(d)?;
             let list = d.kind == "map_window_list";
-            let mut red: Box<dyn FnMut(&[Value]) -> Result<Emit<Value>, OpError> + Send> = match d.agg() {
+            let mut red: Reducer = match d.agg() {
                 Some(a) => {
                     let a = agg_of(a);
                     Box::new(move |w: &[Value]| a.reduce(w).map(Emit::One))
@@ -188,8 +205,14 @@ pub fn build_op(
         "merge_window" | "multi_window" => {
             let n_in = inputs.len();
             let ws = d.get_usize_per_input("window", n_in).unwrap_or_default();
-            let ss = d.get_usize_per_input("step", n_in).unwrap_or_else(|| vec![1; n_in]);
-            let counts: Vec<Count> = ws.iter().zip(&ss).map(|(w, s)| Count::new(*w, *s)).collect();
+            let ss = d
+                .get_usize_per_input("step", n_in)
+                .unwrap_or_else(|| vec![1; n_in]);
+            let counts: Vec<Count> = ws
+                .iter()
+                .zip(&ss)
+                .map(|(w, s)| Count::new(*w, *s))
+                .collect();
             let refs: Vec<&Stream<Value>> = inputs.iter().collect();
             let mut f = func(m, d)?;
             if d.kind == "merge_window" {
@@ -199,10 +222,12 @@ pub fn build_op(
                 }))
             } else {
                 let n = d.outputs.len();
-                Ok(g.try_multi_window(&refs, &counts, n, move |ws: &[&[Value]]| {
-                    let mut b = vec![("windows", windows_value(ws))];
-                    f.call_split(&mut b, n)
-                }))
+                Ok(
+                    g.try_multi_window(&refs, &counts, n, move |ws: &[&[Value]]| {
+                        let mut b = vec![("windows", windows_value(ws))];
+                        f.call_split(&mut b, n)
+                    }),
+                )
             }
         }
         "timed_window" => {
@@ -323,7 +348,11 @@ struct RangeIter {
 impl Iterator for RangeIter {
     type Item = i64;
     fn next(&mut self) -> Option<i64> {
-        let more = if self.step > 0 { self.next < self.end } else { self.next > self.end };
+        let more = if self.step > 0 {
+            self.next < self.end
+        } else {
+            self.next > self.end
+        };
         if !more {
             return None;
         }
@@ -342,7 +371,9 @@ fn spliced(e: Emit<Value>) -> Result<Vec<Value>, OpError> {
         Emit::Skip => Ok(vec![]),
         Emit::One(Value::Array(a)) => Ok(a),
         Emit::Many(v) => Ok(v),
-        Emit::One(other) => Err(OpError::new(format!("expected an array to splice, got {other}"))),
+        Emit::One(other) => Err(OpError::new(format!(
+            "expected an array to splice, got {other}"
+        ))),
     }
 }
 
@@ -351,10 +382,16 @@ fn windows_value(ws: &[&[Value]]) -> Value {
 }
 
 fn count(d: &OperatorDecl) -> Result<Count, BuildError> {
-    let w = d.get_usize("window").ok_or_else(|| bad(d, "needs `window`"))?;
+    let w = d
+        .get_usize("window")
+        .ok_or_else(|| bad(d, "needs `window`"))?;
     let s = d.get_usize("step").unwrap_or(1);
     let c = Count::new(w, s);
-    Ok(if d.get_bool("flush").unwrap_or(false) { c.flushed() } else { c })
+    Ok(if d.get_bool("flush").unwrap_or(false) {
+        c.flushed()
+    } else {
+        c
+    })
 }
 
 fn src_format(d: &OperatorDecl) -> Format {
@@ -387,7 +424,8 @@ fn check_emit(ty: StreamType, e: Emit<Value>, op: &str) -> Result<Emit<Value>, O
     if ty == StreamType::Any {
         return Ok(e);
     }
-    let chk = |v: Value| typecheck(ty, v).map_err(|m| OpError::new(format!("operator \"{op}\": {m}")));
+    let chk =
+        |v: Value| typecheck(ty, v).map_err(|m| OpError::new(format!("operator \"{op}\": {m}")));
     Ok(match e {
         Emit::Skip => Emit::Skip,
         Emit::One(v) => Emit::One(chk(v)?),
@@ -427,7 +465,11 @@ fn compare(op: &str, a: &Value, b: &Value) -> Result<bool, OpError> {
         },
     };
     let ord = ord.ok_or_else(|| {
-        OpError::new(format!("cannot compare {} {a} with {} {b}", a.type_name(), b.type_name()))
+        OpError::new(format!(
+            "cannot compare {} {a} with {} {b}",
+            a.type_name(),
+            b.type_name()
+        ))
     })?;
     Ok(match op {
         "lt" => ord == Ordering::Less,

@@ -21,8 +21,8 @@
 
 #![warn(missing_docs)]
 
-pub mod diagnostic;
 pub mod build;
+pub mod diagnostic;
 pub mod kinds;
 pub mod kinds_build;
 pub mod schema;

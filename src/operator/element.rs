@@ -132,7 +132,11 @@ impl Graph {
         R: IntoEmit<U>,
         F: FnMut(T) -> R + Send + 'static,
     {
-        self.add_unary("map_element", MapElement::new(move |x| Ok(f(x).into_emit())), &[s])
+        self.add_unary(
+            "map_element",
+            MapElement::new(move |x| Ok(f(x).into_emit())),
+            &[s],
+        )
     }
 
     /// `map_element` with a fallible function: an `Err` fails the operator.
@@ -156,7 +160,12 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![1, 3, 6]);
     /// ```
-    pub fn map_element_with_state<T, U, S, R, F>(&mut self, s: &Stream<T>, mut state: S, mut f: F) -> Stream<U>
+    pub fn map_element_with_state<T, U, S, R, F>(
+        &mut self,
+        s: &Stream<T>,
+        mut state: S,
+        mut f: F,
+    ) -> Stream<U>
     where
         T: Element,
         U: Element,
@@ -207,7 +216,12 @@ impl Graph {
     }
 
     /// Stateful `filter_element`: `f(&x, &mut state)` decides.
-    pub fn filter_element_with_state<T, S, F>(&mut self, s: &Stream<T>, mut state: S, mut f: F) -> Stream<T>
+    pub fn filter_element_with_state<T, S, F>(
+        &mut self,
+        s: &Stream<T>,
+        mut state: S,
+        mut f: F,
+    ) -> Stream<T>
     where
         T: Element,
         S: Send + 'static,
@@ -236,7 +250,12 @@ impl Graph {
     /// `exponential_smoothing`: `s = alpha*s + (1-alpha)*x` per element, starting from `initial`.
     ///
     /// `alpha` weights the previous value, as in IoTPy.
-    pub fn exponential_smoothing(&mut self, s: &Stream<f64>, alpha: f64, initial: f64) -> Stream<f64> {
+    pub fn exponential_smoothing(
+        &mut self,
+        s: &Stream<f64>,
+        alpha: f64,
+        initial: f64,
+    ) -> Stream<f64> {
         self.map_element_with_state(s, initial, move |x, st| {
             *st = alpha * *st + (1.0 - alpha) * x;
             *st

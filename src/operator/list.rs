@@ -367,7 +367,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{cuts, run_batched, run_whole, split_at};
+    use crate::operator::testkit::{cuts, run_rr as run_batched, run_whole, split_at};
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
 

@@ -316,7 +316,13 @@ impl Graph {
     /// A sink that gathers every element into a [`Collector`] the caller reads.
     pub fn collect<T: Element>(&mut self, s: &Stream<T>) -> Collector<T> {
         let items = Arc::new(Mutex::new(Vec::new()));
-        self.add_sink("collect", Collect { items: items.clone() }, &[s]);
+        self.add_sink(
+            "collect",
+            Collect {
+                items: items.clone(),
+            },
+            &[s],
+        );
         Collector { items }
     }
 

@@ -98,8 +98,6 @@ pub(crate) fn whole<T>(inputs: Vec<Vec<T>>) -> Vec<Vec<Vec<T>>> {
     inputs.into_iter().map(|x| vec![x]).collect()
 }
 
-
-
 /// Round-robin driver: runs `op` over `inputs` (per input port, its batches in order) and returns what each of its
 /// `n_out` outputs received. Batches are delivered round-robin over the ports; a port's
 /// `on_end` follows its last batch; `finish` follows the last `on_end`.

@@ -481,7 +481,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{cuts, run_batched, run_whole, split_at};
+    use crate::operator::testkit::{cuts, run_rr as run_batched, run_whole, split_at};
     use proptest::prelude::*;
 
     type Pair = (Time, i64);

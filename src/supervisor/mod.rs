@@ -11,7 +11,10 @@ use crate::run::Report;
 pub fn summary(r: &Report) -> String {
     let mut s = format!("done in {:.3}s", r.wall.as_secs_f64());
     let total: u64 = r.streams.iter().map(|x| x.1).sum();
-    s.push_str(&format!("; {total} elements over {} streams", r.streams.len()));
+    s.push_str(&format!(
+        "; {total} elements over {} streams",
+        r.streams.len()
+    ));
     if r.total_drops() > 0 {
         s.push_str(&format!("; {} dropped", r.total_drops()));
     }

@@ -214,9 +214,19 @@ path = "out/n.jsonl"
         assert_eq!(plan.spanning.len(), 1);
         // three operators, plus the seed's input entering the cycle
         assert_eq!(plan.spanning[0].initial, 4);
-        let on_cycle: Vec<_> = plan.rings.iter().filter(|r| r.cycle.is_some()).map(|r| r.stream.as_str()).collect();
+        let on_cycle: Vec<_> = plan
+            .rings
+            .iter()
+            .filter(|r| r.cycle.is_some())
+            .map(|r| r.stream.as_str())
+            .collect();
         assert_eq!(on_cycle, vec!["fb", "n", "m"]);
-        let off: Vec<_> = plan.rings.iter().filter(|r| r.cycle.is_none()).map(|r| r.stream.as_str()).collect();
+        let off: Vec<_> = plan
+            .rings
+            .iter()
+            .filter(|r| r.cycle.is_none())
+            .map(|r| r.stream.as_str())
+            .collect();
         assert_eq!(off, vec!["s", "n"]);
     }
 }

@@ -46,7 +46,12 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
     for r in &plan.rings {
         match Ring::create_region(RING_BYTES) {
             Ok(reg) => rings.push(reg),
-            Err(e) => return fail(format!("cannot create the ring for stream \"{}\": {e}", r.stream)),
+            Err(e) => {
+                return fail(format!(
+                    "cannot create the ring for stream \"{}\": {e}",
+                    r.stream
+                ))
+            }
         }
     }
     let control = if plan.spanning.is_empty() {
@@ -67,7 +72,11 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
     // Workers: the same executable in the worker role, one per process group.
     let exe = match std::env::current_exe() {
         Ok(e) => e,
-        Err(e) => return fail(format!("cannot find this program's executable to start workers: {e}")),
+        Err(e) => {
+            return fail(format!(
+                "cannot find this program's executable to start workers: {e}"
+            ))
+        }
     };
     let fd_base = rings
         .iter()
@@ -150,7 +159,11 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
         }
     }
     let _ = watcher.join();
-    if let Some(f) = worker_failure.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    if let Some(f) = worker_failure
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    {
         return fail(f);
     }
     match result {
@@ -161,13 +174,22 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
             report.wall = started.elapsed();
             Outcome::Success(report)
         }
-        Err(RunError::Failed(f, _)) => fail(f.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")),
+        Err(RunError::Failed(f, _)) => fail(
+            f.iter()
+                .map(|x| x.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
         Err(e) => fail(e.to_string()),
     }
 }
 
 /// Waits for every worker; on the first failure, kills the others and stops the local run.
-fn watch(children: Arc<Mutex<Vec<(String, Child)>>>, failure: Arc<Mutex<Option<String>>>, local: StopHandle) {
+fn watch(
+    children: Arc<Mutex<Vec<(String, Child)>>>,
+    failure: Arc<Mutex<Option<String>>>,
+    local: StopHandle,
+) {
     loop {
         let mut guard = children.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_empty() {
@@ -264,7 +286,9 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
         if plan.op_proc[r.producer] == proc || plan.op_proc[r.consumer] == proc {
             // SAFETY: as above, one descriptor per ring this process touches.
             let fd = unsafe { OwnedFd::from_raw_fd(base + ri as i32) };
-            rings.push(Some(ShmRegion::from_fd(fd).map_err(|e| format!("ring \"{}\": {e}", r.stream))?));
+            rings.push(Some(
+                ShmRegion::from_fd(fd).map_err(|e| format!("ring \"{}\": {e}", r.stream))?,
+            ));
         } else {
             rings.push(None);
         }
@@ -283,7 +307,11 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
     match result {
         Ok(_) if errors.is_empty() => Ok(()),
         Ok(_) => Err(errors.join("\n")),
-        Err(RunError::Failed(f, _)) => Err(f.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("\n")),
+        Err(RunError::Failed(f, _)) => Err(f
+            .iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")),
         Err(e) => Err(e.to_string()),
     }
 }
