@@ -5,7 +5,11 @@ use std::fmt::Write;
 use crate::manifest::Manifest;
 
 fn quote(s: &str) -> String {
-    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("\"{escaped}\"")
 }
 
 /// Renders the manifest's operators as nodes and its streams as labelled edges.
