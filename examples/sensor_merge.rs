@@ -6,7 +6,8 @@
 use tributary::Graph;
 
 fn main() {
-    let temperature: Vec<(i64, f64)> = vec![(0, 20.5), (10, 20.7), (20, 21.0), (30, 21.4), (40, 21.3)];
+    let temperature: Vec<(i64, f64)> =
+        vec![(0, 20.5), (10, 20.7), (20, 21.0), (30, 21.4), (40, 21.3)];
     let humidity: Vec<(i64, f64)> = vec![(0, 0.41), (15, 0.43), (20, 0.44), (35, 0.47)];
     let mut g = Graph::new();
     let t = g.source_iter(temperature);

@@ -38,7 +38,9 @@ fn main() {
         let crossing = r > THRESHOLD && !*above;
         *above = r > THRESHOLD;
         if crossing {
-            Emit::One(format!("t={t:6.2}s  ALERT  rms={r:.3} g (threshold {THRESHOLD})"))
+            Emit::One(format!(
+                "t={t:6.2}s  ALERT  rms={r:.3} g (threshold {THRESHOLD})"
+            ))
         } else {
             Emit::Skip
         }
