@@ -3,6 +3,8 @@
 //! Build a [`Graph`], add operators with IoTPy's names, join streams with [`Graph::connect`],
 //! and [`Graph::run`] it; or run a manifest with the `tributary` binary.
 
+#![warn(missing_docs)]
+
 pub mod actor;
 pub mod cli;
 pub mod codec;

@@ -148,3 +148,57 @@ fn two_graphs_joined_by_external_links_act_as_one() {
     tb.join().unwrap();
     assert_eq!(out.take(), (1..=10_000i64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_reader_lagging_by_millions_holds_only_its_unread_part_and_misses_nothing() {
+    use tributary::link::local::Recv;
+    const N: i64 = 3_000_000;
+    let mut g = Graph::new();
+    let x = g.source_iter(0..N);
+    // The fast reader: keeps up, and is not held back by the lagging one.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let s2 = seen.clone();
+    g.sink_element(&x, move |_| {
+        s2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    // The lagging reader: an unbounded link nobody reads until the run is over.
+    let lag = g.external_output(
+        &x,
+        LinkConfig {
+            capacity: usize::MAX,
+            overflow: Overflow::Block,
+        },
+        None,
+    );
+    g.run().unwrap();
+    assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), N);
+    // Everything not yet read is held, and nothing else: the queue is exactly the unread part.
+    assert_eq!(lag.len(), N as usize);
+    let mut next = 0i64;
+    while next < N / 2 {
+        match lag.take() {
+            Recv::Batch(b) => {
+                for v in b {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            }
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+    assert_eq!(lag.len(), (N - next) as usize);
+    loop {
+        match lag.take() {
+            Recv::Batch(b) => {
+                for v in b {
+                    assert_eq!(v, next);
+                    next += 1;
+                }
+            }
+            Recv::End(_) => break,
+            Recv::Empty => panic!("the stream ended, so the end must follow the data"),
+        }
+    }
+    assert_eq!(next, N);
+    assert!(lag.is_empty());
+}

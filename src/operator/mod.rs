@@ -140,9 +140,14 @@ impl<T> Outputs<T> {
         &mut self.ports[port]
     }
 
-    /// Takes the buffer of `port`, leaving it empty.
+    /// Takes the buffer of `port`, leaving an empty one with room for as many elements, so an
+    /// operator that emits element by element does not regrow its buffer on every batch.
     pub fn take(&mut self, port: usize) -> Vec<T> {
-        std::mem::take(&mut self.ports[port])
+        let n = self.ports[port].len();
+        if n == 0 {
+            return Vec::new();
+        }
+        std::mem::replace(&mut self.ports[port], Vec::with_capacity(n))
     }
 }
 
