@@ -16,7 +16,10 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    let n: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
     let mut g = Graph::new();
     let (tx, x) = g.source_channel::<f64>(1024);
     let fan = g.copy(&x, n);
