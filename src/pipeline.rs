@@ -155,6 +155,8 @@ pub(crate) struct ErasedWiring {
     pub run: Arc<RunShared>,
     /// Checks of the elements emitted on each output (typed streams).
     pub checks: Vec<Option<OutputCheck>>,
+    /// A source fed from outside the graph (`source_channel`, `source.exec`).
+    pub channel_source: bool,
 }
 
 struct Body<O: Operator>(O);
@@ -205,6 +207,7 @@ impl<O: Operator> NodeBody for Body<O> {
                 .collect(),
             cycle: w.cycle,
             run: w.run,
+            channel_source: w.channel_source,
         };
         let op = Checked::new(self.0, w.checks);
         match arbiter {
@@ -715,9 +718,11 @@ impl Runner {
             .iter()
             .map(|x| (0..x.outputs.len()).map(|_| vec![]).collect())
             .collect();
+        let mut channel_source = vec![false; n];
         for (c, node) in g.nodes.iter_mut().enumerate() {
             if let Some(link) = node.external.take() {
                 inputs[c].push((link, false));
+                channel_source[c] = node.inputs.is_empty();
             }
         }
         for c in 0..n {
@@ -793,6 +798,7 @@ impl Runner {
                             cycle: node_cycle[id].clone(),
                             run: run2.clone(),
                             checks: std::mem::take(&mut checks[id]),
+                            channel_source: channel_source[id],
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);

@@ -587,6 +587,25 @@ mod tests {
     }
 
     #[test]
+    fn an_endless_command_stops_when_another_operator_fails() {
+        let mut g = Graph::new();
+        let x = g.source_exec(
+            sh("while true; do echo 1; sleep 0.01; done"),
+            OnError::Fail,
+            None,
+            None,
+        );
+        let y = g.try_map_element(&x, |_v: Value| -> Result<crate::Emit<Value>, OpError> {
+            Err(OpError::new("no thanks"))
+        });
+        g.sink_element(&y, |_v| {});
+        let t0 = Instant::now();
+        let e = g.run().unwrap_err().to_string();
+        assert!(e.contains("no thanks"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
     fn an_interval_paces_the_lines() {
         let mut g = Graph::new();
         let x = g.source_exec(
