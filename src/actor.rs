@@ -109,6 +109,8 @@ pub(crate) struct Wiring<O: Operator> {
     pub outputs: Vec<OutPort<O::Out>>,
     pub cycle: Option<Arc<CycleCounter>>,
     pub run: Arc<RunShared>,
+    /// A source fed from outside the graph: it stops, like other sources, when the run fails.
+    pub channel_source: bool,
 }
 
 /// The actix actor running one operator.
@@ -225,8 +227,15 @@ impl<O: Operator> OpActor<O> {
                 return Ok(());
             }
         }
-        if self.phase == Phase::Running && self.w.inputs.is_empty() && self.w.run.is_failed() {
+        if self.phase == Phase::Running
+            && (self.w.inputs.is_empty() || self.w.channel_source)
+            && self.w.run.is_failed()
+        {
             // Another operator failed: sources stop, so the rest of the pipeline drains.
+            for p in &mut self.w.inputs {
+                p.chan.disconnect_consumer();
+                p.ended = true;
+            }
             self.phase = Phase::Finishing;
         }
         if self.phase == Phase::Running {

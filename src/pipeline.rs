@@ -22,8 +22,10 @@ use actix::prelude::*;
 use crate::actor::{InPort, OpActor, OutPort, Wiring};
 use crate::cycle::{cycles, CycleCounter};
 use crate::link::local::{Channel, End, LinkConfig};
+use crate::operator::checked::{Checked, OutputCheck};
 use crate::operator::{Element, Operator};
 use crate::run::{OperatorFailure, Report, RunShared};
+use crate::value::Value;
 
 /// A typed handle on a stream of the graph being built: an operator's output, or a stream
 /// declared with [`Graph::stream`] and fed later with [`Graph::connect`].
@@ -151,6 +153,10 @@ pub(crate) struct ErasedWiring {
     pub outputs: Vec<Vec<AnyLink>>,
     pub cycle: Option<Arc<CycleCounter>>,
     pub run: Arc<RunShared>,
+    /// Checks of the elements emitted on each output (typed streams).
+    pub checks: Vec<Option<OutputCheck>>,
+    /// A source fed from outside the graph (`source_channel`, `source.exec`).
+    pub channel_source: bool,
 }
 
 struct Body<O: Operator>(O);
@@ -175,7 +181,7 @@ impl<O: Operator> NodeBody for Body<O> {
     }
 
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>) {
-        let wiring = Wiring::<O> {
+        let wiring = Wiring::<Checked<O>> {
             id: w.id,
             name: w.name,
             inputs: w
@@ -201,8 +207,9 @@ impl<O: Operator> NodeBody for Body<O> {
                 .collect(),
             cycle: w.cycle,
             run: w.run,
+            channel_source: w.channel_source,
         };
-        let op = self.0;
+        let op = Checked::new(self.0, w.checks);
         match arbiter {
             Some(a) => {
                 OpActor::start_in_arbiter(&a, move |_| OpActor::new(op, wiring));
@@ -223,6 +230,8 @@ struct NodeEntry {
     cycle: Option<CycleOverride>,
     /// An input link fed from outside the graph (`source_channel`), taken as input 0.
     external: Option<AnyLink>,
+    /// Checks of the elements emitted on each output port (see [`Graph::check_output`]).
+    checks: Vec<Option<OutputCheck>>,
 }
 
 /// A node's membership in a feedback cycle that spans processes, as the caller computed it.
@@ -421,6 +430,7 @@ impl Graph {
             body: Box::new(Body(op)),
             cycle: None,
             external: None,
+            checks: (0..n_out).map(|_| None).collect(),
         });
         outputs
     }
@@ -481,6 +491,15 @@ impl Graph {
         let c = Channel::with_cycle(cfg, cycle);
         self.streams[s.id].drains.push(Box::new(c.clone()));
         c
+    }
+
+    /// Checks every element the producer of `s` emits on it (e.g. against a typed stream's
+    /// type): `check` may rewrite the element, or reject it, which fails the producer with the
+    /// returned error (what it emitted before the element still flows). Adds no node.
+    pub fn check_output(&mut self, s: &Stream<Value>, check: OutputCheck) {
+        if let Some((node, port)) = self.streams[s.id].producer {
+            self.nodes[node].checks[port] = Some(check);
+        }
     }
 
     /// The index of the node added last (for [`Graph::set_cycle`]).
@@ -699,9 +718,11 @@ impl Runner {
             .iter()
             .map(|x| (0..x.outputs.len()).map(|_| vec![]).collect())
             .collect();
+        let mut channel_source = vec![false; n];
         for (c, node) in g.nodes.iter_mut().enumerate() {
             if let Some(link) = node.external.take() {
                 inputs[c].push((link, false));
+                channel_source[c] = node.inputs.is_empty();
             }
         }
         for c in 0..n {
@@ -749,7 +770,12 @@ impl Runner {
         let node_outputs: Vec<Vec<usize>> = g.nodes.iter().map(|x| x.outputs.clone()).collect();
         let group_names: Vec<String> = g.groups.iter().map(|x| x.name.clone()).collect();
         let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
-        let bodies: Vec<Box<dyn NodeBody>> = g.nodes.into_iter().map(|x| x.body).collect();
+        let mut checks: Vec<Vec<Option<OutputCheck>>> = vec![];
+        let mut bodies: Vec<Box<dyn NodeBody>> = vec![];
+        for x in g.nodes {
+            checks.push(x.checks);
+            bodies.push(x.body);
+        }
         let started = Instant::now();
         let run2 = run.clone();
         let main = std::thread::Builder::new()
@@ -762,6 +788,7 @@ impl Runner {
                     run2.set_stopper(Box::new(move || system.stop()));
                     let mut inputs = inputs;
                     let mut outputs = outputs;
+                    let mut checks = checks;
                     for (id, body) in bodies.into_iter().enumerate() {
                         let w = ErasedWiring {
                             id,
@@ -770,6 +797,8 @@ impl Runner {
                             outputs: std::mem::take(&mut outputs[id]),
                             cycle: node_cycle[id].clone(),
                             run: run2.clone(),
+                            checks: std::mem::take(&mut checks[id]),
+                            channel_source: channel_source[id],
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);

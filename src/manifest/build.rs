@@ -12,6 +12,7 @@ use crate::emit::Emit;
 use crate::link::local::{LinkConfig, Overflow as LinkOverflow};
 use crate::link::remote::{self, RemoteError};
 use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
+use crate::operator::checked::OutputCheck;
 use crate::operator::OpError;
 use crate::pipeline::{CycleOverride, Graph, Stream};
 use crate::script::{Out, ScriptError, ScriptFn};
@@ -251,6 +252,26 @@ pub(crate) fn typecheck(ty: StreamType, v: Value) -> Result<Value, String> {
     }
 }
 
+/// The check of what an operator emits into the typed stream `stream`: an int into an `f64`
+/// stream becomes a float; any other element of the wrong type fails the operator.
+fn output_check(ty: StreamType, stream: &str) -> OutputCheck {
+    let stream = stream.to_string();
+    Box::new(move |v: &mut Value| {
+        if let (StreamType::F64, Value::Int(i)) = (ty, &*v) {
+            *v = Value::Float(*i as f64);
+            return Ok(());
+        }
+        if ty.accepts(v) {
+            return Ok(());
+        }
+        Err(OpError::new(format!(
+            "stream \"{stream}\" has type {}, but the operator emitted {} {v}",
+            ty.as_str(),
+            v.type_name()
+        )))
+    })
+}
+
 /// Builds the part of the manifest that process `proc` runs.
 pub fn build_local(
     m: &Manifest,
@@ -364,6 +385,10 @@ pub fn build_local(
             );
         }
         for (s, o) in d.outputs.iter().zip(outs) {
+            let ty = m.stream(s).ty;
+            if ty != StreamType::Any {
+                g.check_output(&o, output_check(ty, s));
+            }
             g.connect(&o, &streams[s]);
         }
     }

@@ -4,7 +4,8 @@ use crate::emit::Emit;
 use crate::manifest::build::{typecheck, BuildError, Func};
 use crate::manifest::schema::{Format as MFormat, StreamType};
 use crate::manifest::schema::{Manifest, OperatorDecl};
-use crate::operator::source::{Format, OnError, TypeCheck};
+use crate::operator::exec::ExecCommand;
+use crate::operator::source::{FileSource, Format, IterSource, OnError, SourceFn, TypeCheck};
 use crate::operator::timed::Timed;
 use crate::operator::window::{self, Count};
 use crate::operator::OpError;
@@ -53,7 +54,8 @@ pub fn build_op(
                 .map(|a| a.to_vec())
                 .unwrap_or_default();
             let vals = typed_values(m, d, vals)?;
-            one(g.source_iter(vals))
+            let src = IterSource::new(vals.into_iter());
+            one(g.source_paced("source.list", src, d.interval()))
         }
         "source.range" => {
             let start = d.get_i64("start").unwrap_or(0);
@@ -64,7 +66,8 @@ pub fn build_op(
                 end,
                 step,
             };
-            one(g.source_iter(it.map(Value::Int)))
+            let src = IterSource::new(it.map(Value::Int));
+            one(g.source_paced("source.range", src, d.interval()))
         }
         "map_element" => {
             let mut f = func(m, d)?;
@@ -113,24 +116,31 @@ pub fn build_op(
             let mut f = func(m, d)?;
             let ty = m.stream(&d.outputs[0]).ty;
             let name = d.name.clone();
-            one(g.try_source_fn(count, move |i| {
+            let src = SourceFn::new(count, move |i| {
                 let mut b = vec![("x", Value::Int(i as i64))];
                 let e = f.call(&mut b)?;
                 check_emit(ty, e, &name)
-            }))
+            });
+            one(g.source_paced("source_fn", src, d.interval()))
         }
         "source.file" | "source.stdin" => {
-            let sd = m.stream(&d.outputs[0]);
-            let on_error = match sd.on_error {
-                crate::manifest::schema::OnError::Fail => OnError::Fail,
-                crate::manifest::schema::OnError::Skip => OnError::Skip,
+            let (on_error, tc) = line_checks(m, d);
+            let src = match d.kind.as_str() {
+                "source.file" => {
+                    let path = m.resolve(d.get_str("path").unwrap_or_default());
+                    FileSource::new(path, src_format(d), on_error, tc)
+                }
+                _ => FileSource::stdin(src_format(d), on_error, tc),
             };
-            let tc = type_check_fn(sd.ty);
-            let path = match d.kind.as_str() {
-                "source.file" => m.resolve(d.get_str("path").unwrap_or_default()),
-                _ => std::path::PathBuf::from("/dev/stdin"),
-            };
-            one(g.source_file(path, src_format(d), on_error, tc))
+            one(g.source_paced(&d.kind, src, d.interval()))
+        }
+        "source.exec" => {
+            let (on_error, tc) = line_checks(m, d);
+            one(g.source_exec(exec_command(m, d), on_error, tc, d.interval()))
+        }
+        "sink.exec" => {
+            g.sink_exec(&inputs[0], exec_command(m, d));
+            Ok(vec![])
         }
         "sink.file" => {
             let path = m.resolve(d.get_str("path").unwrap_or_default());
@@ -392,6 +402,41 @@ fn count(d: &OperatorDecl) -> Result<Count, BuildError> {
     } else {
         c
     })
+}
+
+/// What a bad input line of the source's stream does, and its type check.
+fn line_checks(m: &Manifest, d: &OperatorDecl) -> (OnError, Option<TypeCheck>) {
+    let sd = m.stream(&d.outputs[0]);
+    let on_error = match sd.on_error {
+        crate::manifest::schema::OnError::Fail => OnError::Fail,
+        crate::manifest::schema::OnError::Skip => OnError::Skip,
+    };
+    (on_error, type_check_fn(sd.ty))
+}
+
+/// The `command` of an exec operator: run in the manifest's directory, with relative paths
+/// that name an existing file there resolved against it.
+fn exec_command(m: &Manifest, d: &OperatorDecl) -> ExecCommand {
+    let written = d.get_strings("command").unwrap_or_default();
+    // Absolute, since the command runs in this directory.
+    let dir = std::path::absolute(&m.dir).unwrap_or_else(|_| m.dir.clone());
+    let argv = written
+        .iter()
+        .map(|a| {
+            let p = std::path::Path::new(a);
+            let r = dir.join(p);
+            if !p.is_absolute() && !a.is_empty() && r.is_file() {
+                r.to_string_lossy().into_owned()
+            } else {
+                a.clone()
+            }
+        })
+        .collect();
+    ExecCommand {
+        argv,
+        dir: Some(dir),
+        label: written.join(" "),
+    }
 }
 
 fn src_format(d: &OperatorDecl) -> Format {

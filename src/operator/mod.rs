@@ -13,7 +13,9 @@ use serde::Serialize;
 
 use crate::emit::Emit;
 
+pub mod checked;
 pub mod element;
+pub mod exec;
 pub mod list;
 pub mod merge;
 pub mod multi;

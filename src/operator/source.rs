@@ -261,10 +261,27 @@ pub fn csv_row(record: &str) -> Option<Value> {
     ))
 }
 
-/// Reads a file line by line (buffered), one element per line in a [`Format`]; bad lines
-/// follow [`OnError`].
+/// Parses one line of JSON lines input (its line ending is ignored): `Ok(None)` for a blank
+/// line, `Err(reason)` for malformed JSON or an element `typecheck` rejects.
+pub fn parse_json_line(line: &[u8], typecheck: Option<TypeCheck>) -> Result<Option<Value>, String> {
+    let text = std::str::from_utf8(line).map_err(|_| "not valid UTF-8".to_string())?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let v = Value::from_json(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    if let Some(check) = typecheck {
+        check(&v)?;
+    }
+    Ok(Some(v))
+}
+
+/// Reads a file (or standard input) line by line (buffered), one element per line in a
+/// [`Format`]; bad lines follow [`OnError`].
 pub struct FileSource {
     path: PathBuf,
+    /// Reads standard input rather than `path` (named `stdin` in messages).
+    stdin: bool,
     format: Format,
     on_error: OnError,
     typecheck: Option<TypeCheck>,
@@ -285,6 +302,7 @@ impl FileSource {
     ) -> Self {
         FileSource {
             path: path.as_ref().to_path_buf(),
+            stdin: false,
             format,
             on_error,
             typecheck,
@@ -294,6 +312,28 @@ impl FileSource {
             skipped: 0,
             pending: None,
         }
+    }
+
+    /// A source reading standard input in `format`; messages name it `stdin` (`stdin:3: ...`).
+    pub fn stdin(format: Format, on_error: OnError, typecheck: Option<TypeCheck>) -> Self {
+        FileSource {
+            stdin: true,
+            ..FileSource::new("stdin", format, on_error, typecheck)
+        }
+    }
+
+    /// Opens the file, or a duplicate of standard input.
+    fn open(&self) -> OpResult<File> {
+        if self.stdin {
+            use std::os::fd::AsFd;
+            let fd = std::io::stdin()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| OpError::new(format!("cannot read standard input: {e}")))?;
+            return Ok(File::from(fd));
+        }
+        File::open(&self.path)
+            .map_err(|e| OpError::new(format!("cannot open {}: {e}", self.path.display())))
     }
 
     /// Bad lines skipped so far.
@@ -335,11 +375,7 @@ impl FileSource {
         };
         let v = match self.format {
             Format::Lines => Value::Str(text),
-            Format::Jsonl if text.trim().is_empty() => return Ok(Ok(None)),
-            Format::Jsonl => match Value::from_json(&text) {
-                Ok(v) => v,
-                Err(e) => return Ok(Err(format!("invalid JSON: {e}"))),
-            },
+            Format::Jsonl => return Ok(parse_json_line(text.as_bytes(), self.typecheck)),
             Format::Csv if text.trim().is_empty() => return Ok(Ok(None)),
             Format::Csv => {
                 let mut record = text;
@@ -373,8 +409,7 @@ impl Operator for FileSource {
             return Err(e);
         }
         if self.reader.is_none() {
-            let f = File::open(&self.path)
-                .map_err(|e| OpError::new(format!("cannot open {}: {e}", self.path.display())))?;
+            let f = self.open()?;
             self.reader = Some(BufReader::with_capacity(64 * 1024, f));
         }
         let start = out.port_mut(0).len();
@@ -647,6 +682,21 @@ impl Graph {
         self.add_unary(
             "source.file",
             FileSource::new(path, format, on_error, typecheck),
+            &[],
+        )
+    }
+
+    /// `source.stdin`: like [`Graph::source_file`], reading standard input; bad lines are
+    /// reported as `stdin:LINE`.
+    pub fn source_stdin(
+        &mut self,
+        format: Format,
+        on_error: OnError,
+        typecheck: Option<TypeCheck>,
+    ) -> Stream<Value> {
+        self.add_unary(
+            "source.stdin",
+            FileSource::stdin(format, on_error, typecheck),
             &[],
         )
     }

@@ -92,7 +92,16 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
             .arg(&m.path)
             .arg(name)
             .env(ENV_FD_BASE, fd_base.to_string())
-            .stdin(Stdio::null());
+            .stdin(
+                // The worker hosting `source.stdin` reads the supervisor's standard input.
+                if (0..m.operators.len())
+                    .any(|i| plan.op_proc[i] == p && m.operators[i].kind == "source.stdin")
+                {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                },
+            );
         if let Some(c) = &control {
             c.pass_to_child(&mut cmd, fd_base - 1);
             cmd.env(ENV_CONTROL_FD, (fd_base - 1).to_string());

@@ -1,0 +1,135 @@
+//! Checks on what an operator emits: the element type of a typed output stream.
+//!
+//! Every node runs inside a [`Checked`] wrapper; without checks it only forwards calls.
+
+use std::any::Any;
+
+use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
+use crate::value::Value;
+
+/// A check of each element emitted on one output: it may rewrite the element (widen an int
+/// into a float) or reject it with the operator failure to report.
+pub type OutputCheck = Box<dyn FnMut(&mut Value) -> Result<(), OpError> + Send>;
+
+/// An operator whose outputs are checked after every callback (ports without a check, and
+/// outputs that are not [`Value`]s, pass unchanged).
+pub struct Checked<O> {
+    inner: O,
+    checks: Vec<Option<OutputCheck>>,
+    marks: Vec<usize>,
+}
+
+impl<O: Operator> Checked<O> {
+    /// `inner` with `checks[port]` applied to output `port`.
+    pub fn new(inner: O, checks: Vec<Option<OutputCheck>>) -> Self {
+        let checks = if checks.iter().all(Option::is_none) {
+            vec![]
+        } else {
+            checks
+        };
+        Checked {
+            inner,
+            checks,
+            marks: vec![],
+        }
+    }
+
+    /// Runs one callback of the inner operator, then checks what it added to the outputs.
+    #[inline]
+    fn call<R>(
+        &mut self,
+        out: &mut Outputs<O::Out>,
+        f: impl FnOnce(&mut O, &mut Outputs<O::Out>) -> OpResult<R>,
+    ) -> OpResult<R> {
+        if self.checks.is_empty() {
+            return f(&mut self.inner, out);
+        }
+        self.marks.clear();
+        for p in 0..out.len() {
+            self.marks.push(out.port_mut(p).len());
+        }
+        let r = f(&mut self.inner, out);
+        self.check(out)?;
+        r
+    }
+
+    fn check(&mut self, out: &mut Outputs<O::Out>) -> OpResult {
+        for p in 0..out.len().min(self.checks.len()) {
+            let Some(check) = self.checks[p].as_mut() else {
+                continue;
+            };
+            let port: &mut dyn Any = out.port_mut(p);
+            let Some(port) = port.downcast_mut::<Vec<Value>>() else {
+                continue;
+            };
+            let from = self.marks.get(p).copied().unwrap_or(0);
+            for i in from..port.len() {
+                if let Err(e) = check(&mut port[i]) {
+                    let e = e.with_element(&port[i]);
+                    // What came before the bad element still flows; nothing after it does.
+                    port.truncate(i);
+                    for q in p + 1..out.len() {
+                        let m = self.marks.get(q).copied().unwrap_or(0);
+                        out.port_mut(q).truncate(m);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<O: Operator> Operator for Checked<O> {
+    type In = O::In;
+    type Out = O::Out;
+
+    fn start(&mut self, out: &mut Outputs<O::Out>) -> OpResult {
+        self.call(out, |op, out| op.start(out))
+    }
+
+    fn on_batch(&mut self, port: usize, batch: Vec<O::In>, out: &mut Outputs<O::Out>) -> OpResult {
+        self.call(out, |op, out| op.on_batch(port, batch, out))
+    }
+
+    fn on_end(&mut self, port: usize, out: &mut Outputs<O::Out>) -> OpResult {
+        self.call(out, |op, out| op.on_end(port, out))
+    }
+
+    fn finish(&mut self, out: &mut Outputs<O::Out>) -> OpResult {
+        self.call(out, |op, out| op.finish(out))
+    }
+
+    fn generate(&mut self, out: &mut Outputs<O::Out>, max: usize) -> OpResult<Gen> {
+        self.call(out, |op, out| op.generate(out, max))
+    }
+
+    fn end_note(&self) -> Option<String> {
+        self.inner.end_note()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::source::IterSource;
+
+    #[test]
+    fn checks_rewrite_or_reject_and_keep_what_came_before() {
+        let vals = vec![Value::Int(1), Value::Float(2.5), Value::Str("x".into())];
+        let check: OutputCheck = Box::new(|v: &mut Value| match v {
+            Value::Int(i) => {
+                *v = Value::Float(*i as f64);
+                Ok(())
+            }
+            Value::Float(_) => Ok(()),
+            _ => Err(OpError::new("not a number")),
+        });
+        let mut op = Checked::new(IterSource::new(vals.into_iter()), vec![Some(check)]);
+        let mut out = Outputs::new(1);
+        let e = op.generate(&mut out, 10).unwrap_err();
+        assert_eq!(e.message, "not a number");
+        assert_eq!(e.element.as_deref(), Some("Str(\"x\")"));
+        assert_eq!(out.take(0), vec![Value::Float(1.0), Value::Float(2.5)]);
+    }
+}

@@ -1,0 +1,623 @@
+//! External commands as a source (`source.exec`: each JSON line the command prints is an
+//! element) and as a sink (`sink.exec`: the command reads the elements as JSON lines).
+//!
+//! Neither blocks its actor on the command: a reader thread feeds the source's input link
+//! (the `source_channel` machinery), and a writer thread drains a bounded link into the sink
+//! command's standard input.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::link::local::{Channel, End, LinkConfig, Overflow, Recv};
+use crate::operator::sink::format_line;
+use crate::operator::source::{parse_json_line, Format, OnError, TypeCheck};
+use crate::operator::{OpError, OpResult, Operator, Outputs};
+use crate::pipeline::{Graph, Stream};
+use crate::value::Value;
+
+/// Elements queued between an exec operator's actor and its command's thread.
+const EXEC_CAPACITY: usize = 1024;
+/// Elements a source reader sends at once when the command prints faster than it is read.
+const READ_BATCH: usize = 1024;
+
+/// A command to run: the program and its arguments, and its working directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecCommand {
+    /// The program, then its arguments.
+    pub argv: Vec<String>,
+    /// The working directory (this process's when `None`).
+    pub dir: Option<PathBuf>,
+    /// The name used in messages (the command as written).
+    pub label: String,
+}
+
+impl ExecCommand {
+    /// A command from its program and arguments, named in messages as written.
+    pub fn new(argv: Vec<String>) -> Self {
+        let label = argv.join(" ");
+        ExecCommand {
+            argv,
+            dir: None,
+            label,
+        }
+    }
+
+    /// Runs the command in `dir`.
+    pub fn in_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.dir = Some(dir.into());
+        self
+    }
+
+    fn command(&self) -> OpResult<Command> {
+        let (prog, args) = self
+            .argv
+            .split_first()
+            .ok_or_else(|| OpError::new("the command is empty"))?;
+        let mut c = Command::new(prog);
+        c.args(args);
+        if let Some(d) = &self.dir {
+            c.current_dir(d);
+        }
+        Ok(c)
+    }
+
+    fn spawn_error(&self, e: std::io::Error) -> OpError {
+        OpError::new(format!("cannot start the command \"{}\": {e}", self.label))
+    }
+
+    fn status_error(&self, status: ExitStatus) -> Option<OpError> {
+        (!status.success()).then(|| {
+            OpError::new(format!(
+                "the command \"{}\" exited with {status}",
+                self.label
+            ))
+        })
+    }
+}
+
+/// What a source's reader thread shares with its operator.
+#[derive(Default)]
+struct SourceShared {
+    /// The failure to report once the stream has ended (a bad line, an exit status).
+    error: Mutex<Option<OpError>>,
+    /// Bad lines skipped.
+    skipped: AtomicU64,
+    /// The command, until the reader has waited for it.
+    child: Mutex<Option<Child>>,
+    /// Set when the operator goes away: the reader stops.
+    stop: AtomicBool,
+}
+
+/// `source.exec`: starts a command and emits each JSON line it prints on standard output
+/// (blank lines ignored); bad lines follow [`OnError`] and are reported as `command:LINE`.
+/// The stream ends when the command closes its standard output; a non-zero exit status then
+/// fails the operator (after everything it printed was emitted). Its standard error is ours.
+pub struct ExecSource {
+    cmd: ExecCommand,
+    on_error: OnError,
+    typecheck: Option<TypeCheck>,
+    interval: Option<Duration>,
+    chan: Option<Arc<Channel<Value>>>,
+    shared: Arc<SourceShared>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl Operator for ExecSource {
+    type In = Value;
+    type Out = Value;
+
+    fn start(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        let chan = self
+            .chan
+            .take()
+            .ok_or_else(|| OpError::new("started twice"))?;
+        let mut c = self.cmd.command()?;
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().map_err(|e| self.cmd.spawn_error(e))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| OpError::new("the command's standard output is not a pipe"))?;
+        *lock(&self.shared.child) = Some(child);
+        let reader = Reader {
+            cmd: self.cmd.clone(),
+            on_error: self.on_error,
+            typecheck: self.typecheck,
+            interval: self.interval,
+            chan,
+            shared: self.shared.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("exec-r:{}", self.cmd.label))
+            .spawn(move || reader.run(stdout))
+            .map_err(|e| OpError::new(format!("cannot start a reader thread: {e}")))?;
+        self.reader = Some(h);
+        Ok(())
+    }
+
+    fn on_batch(&mut self, _port: usize, batch: Vec<Value>, out: &mut Outputs<Value>) -> OpResult {
+        out.put_vec(0, batch);
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+        match lock(&self.shared.error).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn end_note(&self) -> Option<String> {
+        let n = self.shared.skipped.load(Ordering::Relaxed);
+        (n > 0).then(|| format!("skipped {n} bad lines of {}", self.cmd.label))
+    }
+}
+
+impl Drop for ExecSource {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(mut c) = lock(&self.shared.child).take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The thread reading a source command's standard output.
+struct Reader {
+    cmd: ExecCommand,
+    on_error: OnError,
+    typecheck: Option<TypeCheck>,
+    interval: Option<Duration>,
+    chan: Arc<Channel<Value>>,
+    shared: Arc<SourceShared>,
+}
+
+impl Reader {
+    /// Sends a batch, waiting while the link is full; false once the operator is gone.
+    fn send(&self, batch: &mut Vec<Value>) -> bool {
+        while !batch.is_empty() {
+            if self.shared.stop.load(Ordering::Acquire) {
+                return false;
+            }
+            let deadline = Instant::now() + Duration::from_millis(100);
+            self.chan.push_blocking(batch, Some(deadline));
+        }
+        true
+    }
+
+    fn run(self, stdout: ChildStdout) {
+        let failure = self.read(stdout);
+        let child = lock(&self.shared.child).take();
+        let error = match (failure, child) {
+            (Some(e), Some(mut c)) => {
+                // The source stops at a bad line: the command is not read any more.
+                let _ = c.kill();
+                let _ = c.wait();
+                Some(e)
+            }
+            (Some(e), None) => Some(e),
+            (None, Some(mut c)) => match c.wait() {
+                Ok(status) => self.cmd.status_error(status),
+                Err(e) => Some(OpError::new(format!(
+                    "cannot wait for the command \"{}\": {e}",
+                    self.cmd.label
+                ))),
+            },
+            (None, None) => None,
+        };
+        if let Some(e) = error {
+            *lock(&self.shared.error) = Some(e);
+        }
+        // After the error is in place: the operator looks for it once the stream has ended.
+        self.chan.close(End::default());
+    }
+
+    /// Reads and sends every line; returns the failure that stops the source, if any.
+    fn read(&self, stdout: ChildStdout) -> Option<OpError> {
+        let mut r = BufReader::with_capacity(64 * 1024, stdout);
+        let mut buf = Vec::new();
+        let mut batch = Vec::new();
+        let mut line = 0usize;
+        loop {
+            buf.clear();
+            let n = match r.read_until(b'\n', &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    self.send(&mut batch);
+                    return Some(OpError::new(format!(
+                        "{}:{}: cannot read: {e}",
+                        self.cmd.label,
+                        line + 1
+                    )));
+                }
+            };
+            if n == 0 {
+                self.send(&mut batch);
+                return None;
+            }
+            line += 1;
+            match parse_json_line(&buf, self.typecheck) {
+                Ok(None) => {}
+                Ok(Some(v)) => {
+                    batch.push(v);
+                    if let Some(d) = self.interval {
+                        if !self.send(&mut batch) {
+                            return None;
+                        }
+                        std::thread::sleep(d);
+                    }
+                }
+                Err(reason) => {
+                    let msg = format!("{}:{line}: {reason}", self.cmd.label);
+                    match self.on_error {
+                        OnError::Fail => {
+                            self.send(&mut batch);
+                            return Some(OpError::data(msg));
+                        }
+                        OnError::Skip => {
+                            tracing::warn!("{msg} (line skipped)");
+                            self.shared.skipped.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            // Hand on what was read before waiting for more, or when the batch is full.
+            if !batch.is_empty()
+                && (r.buffer().is_empty() || batch.len() >= READ_BATCH)
+                && !self.send(&mut batch)
+            {
+                return None;
+            }
+        }
+    }
+}
+
+/// What a sink's writer thread shares with its operator.
+#[derive(Default)]
+struct SinkShared {
+    /// Set when the writer thread stopped early (a broken pipe): the operator fails.
+    failed: AtomicBool,
+}
+
+/// `sink.exec`: starts a command and writes each element as a JSON line to its standard
+/// input (flushed after each batch); at end of stream closes it and waits for the command.
+/// A non-zero exit status or a broken pipe fails the operator. The command's standard output
+/// goes to our standard error (standard output carries only `sink.stdout` data).
+pub struct ExecSink {
+    cmd: ExecCommand,
+    chan: Arc<Channel<Value>>,
+    shared: Arc<SinkShared>,
+    writer: Option<JoinHandle<OpResult>>,
+}
+
+impl ExecSink {
+    /// A sink feeding `cmd`.
+    pub fn new(cmd: ExecCommand) -> Self {
+        ExecSink {
+            cmd,
+            chan: Channel::new(LinkConfig {
+                capacity: EXEC_CAPACITY,
+                overflow: Overflow::Block,
+            }),
+            shared: Arc::new(SinkShared::default()),
+            writer: None,
+        }
+    }
+
+    /// Joins the writer thread and returns its outcome.
+    fn join(&mut self) -> OpResult {
+        match self.writer.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(OpError::new("the writer thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Operator for ExecSink {
+    type In = Value;
+    type Out = Value;
+
+    fn start(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        let mut c = self.cmd.command()?;
+        let to_stderr = std::io::stderr()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| OpError::new(format!("cannot duplicate standard error: {e}")))?;
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::from(to_stderr))
+            .stderr(Stdio::inherit());
+        let mut child = c.spawn().map_err(|e| self.cmd.spawn_error(e))?;
+        let stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| OpError::new("the command's standard input is not a pipe"))?;
+        let w = Writer {
+            cmd: self.cmd.clone(),
+            chan: self.chan.clone(),
+            shared: self.shared.clone(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("exec-w:{}", self.cmd.label))
+            .spawn(move || w.run(child, stdin))
+            .map_err(|e| OpError::new(format!("cannot start a writer thread: {e}")))?;
+        self.writer = Some(h);
+        Ok(())
+    }
+
+    fn on_batch(
+        &mut self,
+        _port: usize,
+        mut batch: Vec<Value>,
+        _out: &mut Outputs<Value>,
+    ) -> OpResult {
+        if !self.shared.failed.load(Ordering::Acquire) {
+            // Waits only while the command is slower than the pipeline (backpressure).
+            self.chan.push_blocking(&mut batch, None);
+        }
+        if self.shared.failed.load(Ordering::Acquire) {
+            return self.join();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
+        self.chan.close(End::default());
+        self.join()
+    }
+}
+
+impl Drop for ExecSink {
+    fn drop(&mut self) {
+        // Ends the command's input if the run stopped before the end of the stream.
+        self.chan.close(End::default());
+    }
+}
+
+/// The thread writing a sink command's standard input.
+struct Writer {
+    cmd: ExecCommand,
+    chan: Arc<Channel<Value>>,
+    shared: Arc<SinkShared>,
+}
+
+impl Writer {
+    fn run(self, mut child: Child, stdin: ChildStdin) -> OpResult {
+        let written = self.write(stdin);
+        if written.is_err() {
+            self.shared.failed.store(true, Ordering::Release);
+            // Lets the operator go on without waiting for a reader that is gone.
+            self.chan.disconnect_consumer();
+        }
+        let status = child.wait().map_err(|e| {
+            OpError::new(format!(
+                "cannot wait for the command \"{}\": {e}",
+                self.cmd.label
+            ))
+        })?;
+        match (self.cmd.status_error(status), written) {
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => Err(e),
+            (None, Ok(())) => Ok(()),
+        }
+    }
+
+    /// Writes every batch, flushing after each; closes the pipe at the end.
+    fn write(&self, stdin: ChildStdin) -> OpResult {
+        let mut w = BufWriter::with_capacity(64 * 1024, stdin);
+        let mut text = String::new();
+        let err = |e: std::io::Error| {
+            let what = if e.kind() == std::io::ErrorKind::BrokenPipe {
+                "stopped reading its input (broken pipe)".to_string()
+            } else {
+                format!("cannot be written to: {e}")
+            };
+            OpError::new(format!("the command \"{}\" {what}", self.cmd.label))
+        };
+        loop {
+            match self.chan.take_blocking(None) {
+                Recv::Batch(b) => {
+                    text.clear();
+                    for v in &b {
+                        format_line(v, Format::Jsonl, &mut text);
+                        text.push('\n');
+                    }
+                    w.write_all(text.as_bytes()).map_err(err)?;
+                    w.flush().map_err(err)?;
+                }
+                Recv::End(_) => {
+                    w.flush().map_err(err)?;
+                    return Ok(());
+                }
+                Recv::Empty => {}
+            }
+        }
+    }
+}
+
+impl Graph {
+    /// `source.exec`: each JSON line `cmd` prints is an element (see [`ExecSource`]); bad
+    /// lines (malformed, or rejected by `typecheck`) follow `on_error`; `interval` paces the
+    /// elements.
+    ///
+    /// ```
+    /// use tributary::{Graph, Value};
+    /// use tributary::operator::exec::ExecCommand;
+    /// use tributary::operator::source::OnError;
+    /// let mut g = Graph::new();
+    /// let cmd = ExecCommand::new(vec!["printf".into(), "1\\n[2]\\n".into()]);
+    /// let x = g.source_exec(cmd, OnError::Fail, None, None);
+    /// let out = g.collect(&x);
+    /// g.run().unwrap();
+    /// assert_eq!(out.take(), vec![Value::Int(1), Value::Array(vec![Value::Int(2)])]);
+    /// ```
+    pub fn source_exec(
+        &mut self,
+        cmd: ExecCommand,
+        on_error: OnError,
+        typecheck: Option<TypeCheck>,
+        interval: Option<Duration>,
+    ) -> Stream<Value> {
+        let chan = Channel::new(LinkConfig {
+            capacity: EXEC_CAPACITY,
+            overflow: Overflow::Block,
+        });
+        let op = ExecSource {
+            cmd,
+            on_error,
+            typecheck,
+            interval,
+            chan: Some(chan.clone()),
+            shared: Arc::new(SourceShared::default()),
+            reader: None,
+        };
+        self.add_external_source("source.exec", op, chan)
+    }
+
+    /// `sink.exec`: `cmd` reads every element of `s` as a JSON line (see [`ExecSink`]).
+    pub fn sink_exec(&mut self, s: &Stream<Value>, cmd: ExecCommand) {
+        self.add_sink("sink.exec", ExecSink::new(cmd), &[s])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> ExecCommand {
+        ExecCommand::new(vec!["sh".into(), "-c".into(), script.into()])
+    }
+
+    #[test]
+    fn a_source_emits_json_lines_then_checks_the_exit_status() {
+        let mut g = Graph::new();
+        let x = g.source_exec(sh("printf '1\\n\\n\"a\"\\n'"), OnError::Fail, None, None);
+        let out = g.collect(&x);
+        g.run().unwrap();
+        assert_eq!(out.take(), vec![Value::Int(1), Value::Str("a".into())]);
+
+        let mut g = Graph::new();
+        let x = g.source_exec(sh("echo 1; echo 2; exit 3"), OnError::Fail, None, None);
+        let out = g.collect(&x);
+        let e = g.run().unwrap_err().to_string();
+        assert_eq!(out.take(), vec![Value::Int(1), Value::Int(2)]);
+        assert!(
+            e.contains("echo 1; echo 2; exit 3") && e.contains("exit status: 3"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_fails_after_what_came_before_or_is_skipped() {
+        let script = "echo 1; echo '{oops'; echo 3";
+        let mut g = Graph::new();
+        let x = g.source_exec(sh(script), OnError::Fail, None, None);
+        let out = g.collect(&x);
+        let e = g.run().unwrap_err();
+        assert_eq!(out.take(), vec![Value::Int(1)]);
+        let tributary_msg = e.to_string();
+        assert!(
+            tributary_msg.contains(&format!("{script}:2: invalid JSON")),
+            "{tributary_msg}"
+        );
+        let mut g = Graph::new();
+        let x = g.source_exec(sh(script), OnError::Skip, None, None);
+        let out = g.collect(&x);
+        let report = g.run().unwrap();
+        assert_eq!(out.take(), vec![Value::Int(1), Value::Int(3)]);
+        assert!(report
+            .notes
+            .iter()
+            .any(|(_, n)| n.starts_with("skipped 1 bad lines")));
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_is_named() {
+        let mut g = Graph::new();
+        let cmd = ExecCommand::new(vec!["tributary-no-such-program".into()]);
+        let x = g.source_exec(cmd.clone(), OnError::Fail, None, None);
+        g.sink_exec(&x, cmd);
+        let e = g.run().unwrap_err().to_string();
+        assert!(
+            e.contains("cannot start the command \"tributary-no-such-program\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_sink_feeds_its_command_and_reports_its_failures() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("got.jsonl");
+        let mut g = Graph::new();
+        let x = g.source_iter((0..3000).map(Value::Int));
+        g.sink_exec(&x, sh(&format!("cat > '{}'", path.display())));
+        g.run().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want: String = (0..3000).map(|i| format!("{i}\n")).collect();
+        assert_eq!(text, want);
+
+        let mut g = Graph::new();
+        let x = g.source_iter((0..3).map(Value::Int));
+        g.sink_exec(&x, sh("cat > /dev/null; exit 3"));
+        let e = g.run().unwrap_err().to_string();
+        assert!(e.contains("exited with exit status: 3"), "{e}");
+
+        let mut g = Graph::new();
+        let x = g.source_iter((0..200_000).map(Value::Int));
+        g.sink_exec(&x, sh("exit 0"));
+        let e = g.run().unwrap_err().to_string();
+        assert!(e.contains("broken pipe"), "{e}");
+    }
+
+    #[test]
+    fn an_endless_command_stops_when_another_operator_fails() {
+        let mut g = Graph::new();
+        let x = g.source_exec(
+            sh("while true; do echo 1; sleep 0.01; done"),
+            OnError::Fail,
+            None,
+            None,
+        );
+        let y = g.try_map_element(&x, |_v: Value| -> Result<crate::Emit<Value>, OpError> {
+            Err(OpError::new("no thanks"))
+        });
+        g.sink_element(&y, |_v| {});
+        let t0 = Instant::now();
+        let e = g.run().unwrap_err().to_string();
+        assert!(e.contains("no thanks"), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn an_interval_paces_the_lines() {
+        let mut g = Graph::new();
+        let x = g.source_exec(
+            sh("for i in 1 2 3 4 5; do echo $i; done"),
+            OnError::Fail,
+            None,
+            Some(Duration::from_millis(20)),
+        );
+        let out = g.collect(&x);
+        let t0 = Instant::now();
+        g.run().unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(80));
+        assert_eq!(out.take().len(), 5);
+    }
+}
