@@ -176,7 +176,7 @@ impl<O: Operator> OpActor<O> {
     /// (so everything accepted before the failure is processed and written), its inputs are
     /// let go, and the run reports the failure once it has drained.
     fn fail(&mut self, ctx: &mut Context<Self>, e: OpError) {
-        tracing::error!(operator = %self.w.name, "{}{}", e.message, e.element.as_deref().map(|el| format!(" (element: {el})")).unwrap_or_default());
+        tracing::debug!(operator = %self.w.name, "{}{}", e.message, e.element.as_deref().map(|el| format!(" (element: {el})")).unwrap_or_default());
         self.w.run.fail(self.w.id, &self.w.name, e);
         self.distribute();
         for p in &mut self.w.inputs {

@@ -9,12 +9,20 @@ use crate::operator::OpError;
 
 /// The failure of one operator, as the run reports it.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("operator \"{operator}\" failed: {error}{}", element_suffix(&self.error))]
+#[error("operator \"{operator}\" failed: {}{}", message_of(&self.operator, &self.error), element_suffix(&self.error))]
 pub struct OperatorFailure {
     /// The operator's name.
     pub operator: String,
     /// What went wrong.
     pub error: OpError,
+}
+
+/// The failure's message without a leading `operator "NAME": ` (the report names it already).
+fn message_of<'a>(operator: &str, e: &'a OpError) -> &'a str {
+    let prefix = format!("operator \"{operator}\": ");
+    e.message
+        .strip_prefix(prefix.as_str())
+        .unwrap_or(&e.message)
 }
 
 fn element_suffix(e: &OpError) -> String {

@@ -61,9 +61,11 @@ pub struct LocalPart {
 }
 
 /// Converts a script failure into an operator failure.
-pub(crate) fn op_err(e: ScriptError) -> OpError {
+pub(crate) fn op_err(mut e: ScriptError) -> OpError {
+    // The element is kept apart (the failure report appends it once).
+    let element = e.element.take();
     let mut o = OpError::new(e.to_string());
-    o.element = e.element.clone();
+    o.element = element;
     o
 }
 
