@@ -105,6 +105,11 @@ impl Func {
         }))
     }
 
+    /// The compiled script and the manifest's file name (for a stateless batch operator).
+    pub(crate) fn into_parts(self) -> (ScriptFn, String) {
+        (self.f, self.file)
+    }
+
     /// Calls it: returns what to emit (the state, if any, is bound and advanced).
     pub(crate) fn call(
         &mut self,

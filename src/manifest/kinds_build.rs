@@ -4,6 +4,7 @@ use crate::emit::Emit;
 use crate::manifest::build::{typecheck, BuildError, Func};
 use crate::manifest::schema::{Format as MFormat, StreamType};
 use crate::manifest::schema::{Manifest, OperatorDecl};
+use crate::manifest::script_ops::ScriptBatch;
 use crate::operator::exec::ExecCommand;
 use crate::operator::source::{FileSource, Format, IterSource, OnError, SourceFn, TypeCheck};
 use crate::operator::timed::Timed;
@@ -68,6 +69,11 @@ pub fn build_op(
             };
             let src = IterSource::new(it.map(Value::Int));
             one(g.source_paced("source.range", src, d.interval()))
+        }
+        "map_element" | "filter_element" if d.state.is_none() => {
+            let (f, file) = func(m, d)?.into_parts();
+            let filter = d.kind == "filter_element";
+            one(g.add_unary(&d.kind, ScriptBatch::new(f, file, filter), &[&inputs[0]]))
         }
         "map_element" => {
             let mut f = func(m, d)?;

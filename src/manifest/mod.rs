@@ -26,6 +26,7 @@ pub mod diagnostic;
 pub mod kinds;
 pub mod kinds_build;
 pub mod schema;
+mod script_ops;
 pub mod validate;
 
 #[cfg(test)]

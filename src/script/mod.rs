@@ -291,6 +291,19 @@ impl ScriptFn {
         name: &str,
         xs: &[Value],
     ) -> Result<Vec<Out>, (usize, ScriptError)> {
+        match self.call_batch_prefix(name, xs) {
+            (out, None) => Ok(out),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    /// Like [`ScriptFn::call_batch`], but on an error also returns the results of the elements
+    /// before the failing one, so an operator can emit them before it fails.
+    pub fn call_batch_prefix(
+        &mut self,
+        name: &str,
+        xs: &[Value],
+    ) -> (Vec<Out>, Option<(usize, ScriptError)>) {
         let fast = self.batch_slots(name).zip(self.fast.as_ref());
         // Fast expressions are pure: evaluate every element natively (in one tight loop), note
         // those the fast path leaves to Rhai, then run Rhai on those, in order.
@@ -319,10 +332,13 @@ impl ScriptFn {
                 .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
             match r {
                 Ok(o) => out[i] = o,
-                Err(e) => return Err((i, e)),
+                Err(e) => {
+                    out.truncate(i);
+                    return (out, Some((i, e)));
+                }
             }
         }
-        Ok(out)
+        (out, None)
     }
 
     /// The fast path's slots for a batch over `name`: the params filled in and the element's slot.
