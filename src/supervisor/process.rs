@@ -349,12 +349,10 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                 return fail(format!("cannot start the worker of group \"{name}\": {e}"));
             }
         };
-        let _ = shared.pgid.compare_exchange(
-            0,
-            child.id() as i32,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        );
+        let _ =
+            shared
+                .pgid
+                .compare_exchange(0, child.id() as i32, Ordering::AcqRel, Ordering::Acquire);
         let index = {
             let mut ws = lock(&shared.workers);
             ws.push(Worker {
@@ -474,6 +472,21 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     for w in lock(&shared.workers).iter() {
         if let Some(r) = &w.report {
             parts.push(r.clone());
+        } else {
+            // It died: its last counts are the best that is known.
+            parts.push(Report {
+                streams: w
+                    .progress
+                    .iter()
+                    .filter(|(op, _)| {
+                        m.operators
+                            .iter()
+                            .any(|o| &o.name == op && o.outputs.len() == 1)
+                    })
+                    .cloned()
+                    .collect(),
+                ..Report::default()
+            });
         }
         if let Some(f) = &w.failure {
             errors.push(f.clone());
@@ -526,7 +539,11 @@ fn record_message(sh: &Shared, index: usize, m: ToSupervisor) {
     let mut ws = lock(&sh.workers);
     let w = &mut ws[index];
     match m {
-        ToSupervisor::Hello { group, pid, control } => {
+        ToSupervisor::Hello {
+            group,
+            pid,
+            control,
+        } => {
             tracing::debug!(group = %group, pid, "worker started");
             if sh.local.requested.load(Ordering::Acquire) {
                 let _ = control.send(ToWorker::Stop);
@@ -834,7 +851,42 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
         })
     });
     let result = part.graph.run();
-    let mut errors = vec![];
+    let (report, failures, mut errors) = match result {
+        Ok(r) | Err(RunError::Stopped(r)) => (r, vec![], vec![]),
+        Err(RunError::Failed(f, r)) => (r, f, vec![]),
+        Err(e) => (Report::default(), vec![], vec![e.to_string()]),
+    };
+    let failed_outcome = |errors: &[String], report: Report| {
+        let mut messages: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        messages.extend(errors.iter().cloned());
+        ToSupervisor::Failed {
+            operator: failures
+                .first()
+                .map(|f| f.operator.clone())
+                .unwrap_or_default(),
+            message: messages.join("\n"),
+            data_error: failures
+                .first()
+                .map(|f| f.error.data_error)
+                .unwrap_or(false),
+            report,
+        }
+    };
+    // A failure is reported before the links drain: the supervisor then stops the sources of
+    // every process, which is what lets the links into this one end.
+    let mut early = None;
+    if !failures.is_empty() || !errors.is_empty() {
+        let outcome = failed_outcome(&errors, report.clone());
+        let message = match &outcome {
+            ToSupervisor::Failed { message, .. } => message.clone(),
+            _ => String::new(),
+        };
+        let reported = match &to_sup {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        };
+        early = Some((reported, message));
+    }
     for r in part.relays {
         match r.join() {
             Ok(Ok(())) => {}
@@ -846,28 +898,17 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
     if let Some(p) = progress {
         let _ = p.join();
     }
-    let (report, failures) = match result {
-        Ok(r) | Err(RunError::Stopped(r)) => (r, vec![]),
-        Err(RunError::Failed(f, r)) => (r, f),
-        Err(e) => (Report::default(), {
-            errors.push(e.to_string());
-            vec![]
-        }),
-    };
-    let mut messages: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
-    messages.extend(errors);
-    let outcome = if messages.is_empty() {
+    if let Some((reported, message)) = early {
+        return if reported {
+            Err(String::new())
+        } else {
+            Err(message)
+        };
+    }
+    let outcome = if failures.is_empty() && errors.is_empty() {
         ToSupervisor::Done { report }
     } else {
-        ToSupervisor::Failed {
-            operator: failures
-                .first()
-                .map(|f| f.operator.clone())
-                .unwrap_or_default(),
-            message: messages.join("\n"),
-            data_error: failures.first().map(|f| f.error.data_error).unwrap_or(false),
-            report,
-        }
+        failed_outcome(&errors, report)
     };
     let failed = matches!(outcome, ToSupervisor::Failed { .. });
     let message = match &outcome {
