@@ -141,7 +141,10 @@ pub fn main() -> ExitCode {
                     if json {
                         eprintln!("{}", summary_json(&report, "stopped", None));
                     } else {
-                        eprintln!("stopped by signal {sig}; {}", summary(&report));
+                        let name = nix::sys::signal::Signal::try_from(sig)
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_else(|_| format!("signal {sig}"));
+                        eprintln!("stopped by {name}; {}", summary(&report));
                     }
                     ExitCode::from(signals::exit_status(sig))
                 }

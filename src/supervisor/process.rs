@@ -249,9 +249,10 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     let plan = Plan::new(m);
     let started = Instant::now();
     let shared = Arc::new(Shared::default());
+    // Live status only on a terminal: never in tests, CI or pipes.
+    let live = opts.live && std::io::stderr().is_terminal();
     if opts.signals {
         let sh = shared.clone();
-        let live = opts.live;
         let installed = signals::install(move |ev| match ev {
             SignalEvent::Stop(_) => sh.stop(),
             SignalEvent::Kill(sig) => {
@@ -417,7 +418,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         }
     };
     let live_done = Arc::new(AtomicBool::new(false));
-    let live = (opts.live && std::io::stderr().is_terminal()).then(|| {
+    let live = live.then(|| {
         let sh = shared.clone();
         let done = live_done.clone();
         std::thread::spawn(move || live_status(sh, done))
