@@ -455,3 +455,48 @@ fn = "let s = 0; for i in 0..2000 { s += i; }"
     )
     .is_empty()));
 }
+
+#[test]
+fn a_stop_handle_ends_a_graph_gracefully_with_a_prefix_of_its_output() {
+    let mut g = tributary::Graph::new();
+    let x = g.source_iter(0i64..);
+    let y = g.map_element(&x, |v| v + 1);
+    let out = g.collect(&y);
+    let stop = g.stop_handle();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        stop.stop();
+    });
+    let report = g.run().expect("a graceful stop ends the run normally");
+    let got = out.take();
+    assert!(!got.is_empty());
+    assert_eq!(report.count("map_element#1"), Some(got.len() as u64));
+    for (i, v) in got.iter().enumerate() {
+        assert_eq!(*v, i as i64 + 1);
+    }
+}
+
+#[test]
+fn a_graph_report_counts_the_drops_of_a_lossy_link() {
+    let mut g = tributary::Graph::new();
+    let x = g.source_iter(0i64..100_000);
+    g.set_link(
+        &x,
+        tributary::LinkConfig {
+            capacity: 4,
+            overflow: tributary::Overflow::DropNewest,
+        },
+    );
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let s2 = seen.clone();
+    g.sink_element(&x, move |_v: i64| {
+        s2.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    });
+    let report = g.run().unwrap();
+    let dropped = report.total_drops();
+    assert!(dropped > 0, "{report:?}");
+    assert_eq!(
+        dropped + seen.load(std::sync::atomic::Ordering::Relaxed),
+        100_000
+    );
+}
