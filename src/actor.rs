@@ -120,6 +120,8 @@ pub(crate) struct OpActor<O: Operator> {
     out: Outputs<O::Out>,
     phase: Phase,
     cycle_ended: bool,
+    /// Elements taken from the inputs so far (the live status of a sink).
+    consumed: u64,
 }
 
 impl<O: Operator> OpActor<O> {
@@ -130,6 +132,7 @@ impl<O: Operator> OpActor<O> {
             w,
             out: Outputs::new(n),
             phase: Phase::Starting,
+            consumed: 0,
             cycle_ended: false,
         }
     }
@@ -212,6 +215,12 @@ impl<O: Operator> OpActor<O> {
         if let Err(e) = self.pump_inner(ctx) {
             self.fail(ctx, e);
         }
+        let produced = if self.w.outputs.is_empty() {
+            self.consumed
+        } else {
+            self.w.outputs.iter().map(|p| p.count).sum()
+        };
+        self.w.run.set_progress(self.w.id, produced);
     }
 
     fn pump_inner(&mut self, ctx: &mut Context<Self>) -> OpResult {
@@ -229,9 +238,10 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Running
             && (self.w.inputs.is_empty() || self.w.channel_source)
-            && self.w.run.is_failed()
+            && (self.w.run.is_failed() || self.w.run.is_stopping())
         {
-            // Another operator failed: sources stop, so the rest of the pipeline drains.
+            // Another operator failed, or the run is being stopped: sources stop (a source fed
+            // from a channel lets its feeder go), so the rest of the pipeline drains.
             for p in &mut self.w.inputs {
                 p.chan.disconnect_consumer();
                 p.ended = true;
@@ -299,6 +309,7 @@ impl<O: Operator> OpActor<O> {
                     Recv::Batch(b) => {
                         progressed = true;
                         let n = b.len() as i64;
+                        self.consumed += n as u64;
                         self.guarded(|op, out| op.on_batch(port, b, out))?;
                         self.distribute();
                         if self.w.inputs[port].intra {

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::manifest::{self, Manifest};
-use crate::supervisor::process::{run_manifest, run_worker, Outcome};
+use crate::supervisor::process::{run_manifest_with, run_worker, Outcome, RunOptions};
+use crate::supervisor::{signals, summary, summary_json};
 
 /// How logs are written to standard error.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -120,13 +121,41 @@ pub fn main() -> ExitCode {
                 Ok(m) => m,
                 Err(c) => return c,
             };
-            match run_manifest(&m, None) {
+            // Run on the main thread: workers die with the thread that started them.
+            let opts = RunOptions {
+                stop: None,
+                signals: true,
+                live: true,
+            };
+            let json = matches!(cli.log_format, LogFormat::Json);
+            match run_manifest_with(&m, &opts) {
                 Outcome::Success(report) => {
-                    eprintln!("{}", crate::supervisor::summary(&report));
+                    if json {
+                        eprintln!("{}", summary_json(&report, "ok", None));
+                    } else {
+                        eprintln!("{}", summary(&report));
+                    }
                     ExitCode::SUCCESS
                 }
-                Outcome::Failed(msg) => {
-                    eprintln!("error: {msg}");
+                Outcome::Stopped { report, signal } => {
+                    let sig = signal.unwrap_or(libc::SIGINT);
+                    if json {
+                        eprintln!("{}", summary_json(&report, "stopped", None));
+                    } else {
+                        let name = nix::sys::signal::Signal::try_from(sig)
+                            .map(|s| s.as_str().to_string())
+                            .unwrap_or_else(|_| format!("signal {sig}"));
+                        eprintln!("stopped by {name}; {}", summary(&report));
+                    }
+                    ExitCode::from(signals::exit_status(sig))
+                }
+                Outcome::Failed { message, report } => {
+                    if json {
+                        eprintln!("{}", summary_json(&report, "failed", Some(&message)));
+                    } else {
+                        eprintln!("{}", summary(&report));
+                        eprintln!("error: {message}");
+                    }
                     ExitCode::from(1)
                 }
             }
@@ -134,7 +163,10 @@ pub fn main() -> ExitCode {
         Cmd::Worker { manifest, group } => match run_worker(&manifest, &group) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
-                eprintln!("error: {msg}");
+                // An empty message: the supervisor got the failure and prints it.
+                if !msg.is_empty() {
+                    eprintln!("error: {msg}");
+                }
                 ExitCode::from(1)
             }
         },

@@ -132,18 +132,30 @@ pub enum RunError {
 
 /// The type-erased body of a node: creates its input links and starts its actor.
 pub(crate) trait NodeBody: Send {
-    /// Creates an input link; returns it twice (consumer side, producer side).
+    /// Creates an input link; returns it twice (consumer side, producer side) and its drop count.
     fn make_input(
         &self,
         cfg: LinkConfig,
         cycle: Option<Arc<CycleCounter>>,
         count_push: bool,
-    ) -> (AnyLink, AnyLink);
+    ) -> (AnyLink, AnyLink, Arc<dyn LinkDrops>);
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>);
 }
 
 /// A type-erased `Arc<Channel<T>>`.
 pub(crate) type AnyLink = Box<dyn Any + Send>;
+
+/// A link's drop count, whatever its element type (for the run's report).
+pub(crate) trait LinkDrops: Send + Sync {
+    /// Elements the link dropped under a lossy overflow policy.
+    fn dropped(&self) -> u64;
+}
+
+impl<T: Element> LinkDrops for Channel<T> {
+    fn dropped(&self) -> u64 {
+        self.drops()
+    }
+}
 
 /// Links of one node before they are given their types back.
 pub(crate) struct ErasedWiring {
@@ -172,12 +184,12 @@ impl<O: Operator> NodeBody for Body<O> {
         cfg: LinkConfig,
         cycle: Option<Arc<CycleCounter>>,
         count_push: bool,
-    ) -> (AnyLink, AnyLink) {
+    ) -> (AnyLink, AnyLink, Arc<dyn LinkDrops>) {
         let c = Channel::<O::In>::new(cfg);
         if let Some(cycle) = cycle {
             c.set_cycle(cycle, count_push);
         }
-        (Box::new(c.clone()), Box::new(c))
+        (Box::new(c.clone()), Box::new(c.clone()), c)
     }
 
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>) {
@@ -252,6 +264,8 @@ struct StreamEntry {
     external: Option<Box<dyn ErasedFeed>>,
     /// Links to consumers outside the graph, attached to this stream's producer.
     drains: Vec<AnyLink>,
+    /// Drop counts of `drains`.
+    drain_drops: Vec<Arc<dyn LinkDrops>>,
 }
 
 /// A graph of operators under construction; `run` executes it.
@@ -269,30 +283,63 @@ pub struct Graph {
 /// Stops a run from another thread (a signal handler, a failed neighbour process).
 #[derive(Clone, Default)]
 pub struct StopHandle {
-    inner: Arc<Mutex<(bool, Option<Arc<RunShared>>)>>,
+    inner: Arc<Mutex<StopState>>,
+}
+
+#[derive(Default)]
+struct StopState {
+    stopped: bool,
+    killed: bool,
+    run: Option<Arc<RunShared>>,
 }
 
 impl StopHandle {
-    /// Stops the run now, or as soon as it starts.
+    fn lock(&self) -> std::sync::MutexGuard<'_, StopState> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops the run gracefully, now or as soon as it starts: sources end, what is in flight
+    /// drains, sinks flush; the run then ends normally.
     pub fn stop(&self) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        g.0 = true;
-        if let Some(r) = &g.1 {
+        let mut g = self.lock();
+        g.stopped = true;
+        if let Some(r) = &g.run {
+            r.request_stop();
+        }
+    }
+
+    /// Stops the run at once, dropping what is in flight (a second Ctrl-C).
+    pub fn kill(&self) {
+        let mut g = self.lock();
+        g.stopped = true;
+        g.killed = true;
+        if let Some(r) = &g.run {
             r.cancel();
         }
     }
 
-    /// True once `stop` was called.
+    /// True once `stop` (or `kill`) was called.
     pub fn is_stopped(&self) -> bool {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.lock().stopped
+    }
+
+    /// Elements produced so far by each operator of the running graph (consumed, for a sink).
+    pub fn progress(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .run
+            .as_ref()
+            .map(|r| r.progress())
+            .unwrap_or_default()
     }
 
     fn attach(&self, run: Arc<RunShared>) {
-        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 {
+        let mut g = self.lock();
+        if g.killed {
             run.cancel();
+        } else if g.stopped {
+            run.request_stop();
         }
-        g.1 = Some(run);
+        g.run = Some(run);
     }
 }
 
@@ -340,6 +387,7 @@ impl Graph {
             link: None,
             external: None,
             drains: vec![],
+            drain_drops: vec![],
         });
         Stream::new(self.streams.len() - 1)
     }
@@ -490,6 +538,7 @@ impl Graph {
     ) -> Arc<Channel<T>> {
         let c = Channel::with_cycle(cfg, cycle);
         self.streams[s.id].drains.push(Box::new(c.clone()));
+        self.streams[s.id].drain_drops.push(c.clone());
         c
     }
 
@@ -654,6 +703,8 @@ impl Runner {
             let r = g.resolve(i)?;
             let drains = std::mem::take(&mut g.streams[i].drains);
             g.streams[r].drains.extend(drains);
+            let drops = std::mem::take(&mut g.streams[i].drain_drops);
+            g.streams[r].drain_drops.extend(drops);
             if g.streams[r].link.is_none() {
                 g.streams[r].link = g.streams[i].link;
             }
@@ -725,6 +776,8 @@ impl Runner {
                 channel_source[c] = node.inputs.is_empty();
             }
         }
+        // Drop counts of every link, by the stream it carries, for the report.
+        let mut link_drops: Vec<(usize, Arc<dyn LinkDrops>)> = vec![];
         for c in 0..n {
             for (port, feed) in feeds[c].iter().enumerate() {
                 let intra = intra_of[c][port];
@@ -741,13 +794,15 @@ impl Runner {
                 let counter = if intra { node_cycle[c].clone() } else { None };
                 match *feed {
                     Feed::Node(p, pp) => {
-                        let (a, b) = g.nodes[c].body.make_input(cfg, counter, true);
+                        let (a, b, d) = g.nodes[c].body.make_input(cfg, counter, true);
+                        link_drops.push((stream, d));
                         inputs[c].push((a, intra));
                         outputs[p][pp].push(b);
                     }
                     Feed::External(s) => {
                         // Elements from outside were counted by their producer already.
-                        let (a, b) = g.nodes[c].body.make_input(cfg, counter, false);
+                        let (a, b, d) = g.nodes[c].body.make_input(cfg, counter, false);
+                        link_drops.push((stream, d));
                         inputs[c].push((a, intra));
                         if let Some(f) = &g.streams[s].external {
                             f.add(b);
@@ -759,6 +814,9 @@ impl Runner {
         for (node, outs) in g.nodes.iter().zip(outputs.iter_mut()) {
             for (pp, &s) in node.outputs.iter().enumerate() {
                 outs[pp].append(&mut g.streams[s].drains);
+                for d in g.streams[s].drain_drops.drain(..) {
+                    link_drops.push((s, d));
+                }
             }
         }
         for s in &g.streams {
@@ -831,6 +889,16 @@ impl Runner {
                     .and_then(|v| v.get(p).copied())
                     .unwrap_or(0);
                 report.streams.push((stream_names[s].clone(), c));
+            }
+        }
+        for (s, d) in &link_drops {
+            let n = d.dropped();
+            if n == 0 {
+                continue;
+            }
+            match report.drops.iter_mut().find(|x| x.0 == stream_names[*s]) {
+                Some(x) => x.1 += n,
+                None => report.drops.push((stream_names[*s].clone(), n)),
             }
         }
         match joined {

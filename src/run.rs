@@ -1,7 +1,7 @@
 //! What a running pipeline shares between its actors: completion, failures, counts; and the
 //! report a run returns.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ fn element_suffix(e: &OpError) -> String {
 }
 
 /// How a run went: per-stream counts, drops, failures, wall time.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// Elements produced on each named stream, in stream order.
     pub streams: Vec<(String, u64)>,
@@ -75,6 +75,8 @@ struct Inner {
 pub(crate) struct RunShared {
     live: AtomicUsize,
     failed: AtomicBool,
+    stopping: AtomicBool,
+    progress: Vec<AtomicU64>,
     inner: Mutex<Inner>,
     done: Condvar,
     stopper: Mutex<Option<Box<dyn Fn() + Send>>>,
@@ -87,6 +89,8 @@ impl RunShared {
         Arc::new(RunShared {
             live: AtomicUsize::new(n),
             failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            progress: (0..n).map(|_| AtomicU64::new(0)).collect(),
             inner: Mutex::new(Inner {
                 failures: vec![],
                 counts: vec![None; n],
@@ -158,7 +162,33 @@ impl RunShared {
         self.failed.load(Ordering::Acquire)
     }
 
-    /// Stops the run from outside (e.g. a signal).
+    /// Asks the run to stop gracefully: sources end, and what is in flight drains.
+    pub(crate) fn request_stop(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// True once a graceful stop was asked for (sources then end, like after a failure).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Records how many elements node `id` has produced so far (for live status).
+    pub(crate) fn set_progress(&self, id: usize, produced: u64) {
+        if let Some(p) = self.progress.get(id) {
+            p.store(produced, Ordering::Relaxed);
+        }
+    }
+
+    /// Elements produced so far by each node, with the node's name.
+    pub(crate) fn progress(&self) -> Vec<(String, u64)> {
+        self.names
+            .iter()
+            .zip(&self.progress)
+            .map(|(n, p)| (n.to_string(), p.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Stops the run from outside at once, without draining (e.g. a second signal).
     pub(crate) fn cancel(&self) {
         let inner = self.lock();
         self.finish(inner);

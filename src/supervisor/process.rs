@@ -1,12 +1,23 @@
 //! Running a manifest across processes: the supervisor side (create the rings, start one worker
 //! per process group, run its own part, watch the workers) and the worker side.
+//!
+//! Data flows through shared-memory rings; control flows through ipc-channel. Each worker
+//! connects to a one-shot server whose name it finds in `TRIBUTARY_IPC`, says
+//! [`ToSupervisor::Hello`] (handing over a sender the supervisor uses for [`ToWorker::Stop`]),
+//! reports its counts every 250 ms, and ends with [`ToSupervisor::Done`] or
+//! [`ToSupervisor::Failed`]. The supervisor notices a worker's death at once through a pidfd.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::{IsTerminal, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicI64;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
+use serde::{Deserialize, Serialize};
 
 use crate::manifest::build::{build_local, ProcResources};
 use crate::manifest::{self, Manifest};
@@ -14,6 +25,7 @@ use crate::pipeline::StopHandle;
 use crate::run::Report;
 use crate::shm::{Ring, ShmRegion};
 use crate::supervisor::plan::Plan;
+use crate::supervisor::signals::{self, SignalEvent};
 use crate::RunError;
 
 /// Bytes of each shared-memory ring between two processes.
@@ -22,25 +34,240 @@ const RING_BYTES: usize = 1 << 20;
 const ENV_FD_BASE: &str = "TRIBUTARY_FD_BASE";
 /// The environment variable that tells a worker the descriptor of the cycle counters.
 const ENV_CONTROL_FD: &str = "TRIBUTARY_CONTROL_FD";
+/// The environment variable that tells a worker the name of its control server.
+const ENV_IPC: &str = "TRIBUTARY_IPC";
+/// How often workers report their counts, and the live status refreshes.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+
+/// A control message from a worker to the supervisor.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToSupervisor {
+    /// The worker is up; `control` carries the supervisor's messages to it.
+    Hello {
+        /// The worker's process group.
+        group: String,
+        /// The worker's process id.
+        pid: u32,
+        /// Where the supervisor sends [`ToWorker`] messages.
+        control: IpcSender<ToWorker>,
+    },
+    /// Elements produced so far per operator (consumed, for a sink).
+    Progress {
+        /// Operator name and count.
+        counts: Vec<(String, u64)>,
+    },
+    /// The worker's part finished (or was stopped) and drained.
+    Done {
+        /// Its counts, drops, notes.
+        report: Report,
+    },
+    /// An operator of the worker failed; the worker drained what it had accepted.
+    Failed {
+        /// The operator that failed first.
+        operator: String,
+        /// Every failure, one per line.
+        message: String,
+        /// True for a data error (a bad input line), which restarts do not retry.
+        data_error: bool,
+        /// What the worker produced before it ended.
+        report: Report,
+    },
+}
+
+/// A control message from the supervisor to a worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Stop gracefully: sources end, what is in flight drains, sinks flush.
+    Stop,
+}
 
 /// How a manifest run ended, for the exit status.
 #[derive(Debug)]
 pub enum Outcome {
     /// Every sink flushed; exit 0.
     Success(Report),
+    /// Stopped by a signal (or a [`StopHandle`]) and drained; exit 128 + the signal.
+    Stopped {
+        /// What every process produced until it stopped.
+        report: Report,
+        /// The signal that stopped the run, if one did.
+        signal: Option<i32>,
+    },
     /// Something failed; the message says what; exit non-zero.
-    Failed(String),
+    Failed {
+        /// What failed, naming the operator or the process group.
+        message: String,
+        /// What was produced before (as much as is known).
+        report: Report,
+    },
 }
 
 fn fail(msg: impl Into<String>) -> Outcome {
-    Outcome::Failed(msg.into())
+    Outcome::Failed {
+        message: msg.into(),
+        report: Report::default(),
+    }
+}
+
+/// How `run_manifest_with` runs.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// A handle that stops the run gracefully from outside.
+    pub stop: Option<StopHandle>,
+    /// Handle SIGINT and SIGTERM (stop gracefully; a second one kills at once).
+    pub signals: bool,
+    /// Show live per-operator counts on standard error (only if it is a terminal).
+    pub live: bool,
+}
+
+/// A stop that may come before the run it stops exists.
+#[derive(Default)]
+struct LateStop {
+    requested: AtomicBool,
+    handle: Mutex<Option<StopHandle>>,
+}
+
+impl LateStop {
+    fn stop(&self) {
+        self.requested.store(true, Ordering::Release);
+        if let Some(h) = lock(&self.handle).as_ref() {
+            h.stop();
+        }
+    }
+
+    fn kill(&self) {
+        self.requested.store(true, Ordering::Release);
+        if let Some(h) = lock(&self.handle).as_ref() {
+            h.kill();
+        }
+    }
+
+    fn set(&self, h: StopHandle) {
+        if self.requested.load(Ordering::Acquire) {
+            h.stop();
+        }
+        *lock(&self.handle) = Some(h);
+    }
+
+    fn progress(&self) -> Vec<(String, u64)> {
+        lock(&self.handle)
+            .as_ref()
+            .map(|h| h.progress())
+            .unwrap_or_default()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the supervisor knows of one worker.
+struct Worker {
+    group: String,
+    child: Child,
+    exit: Option<ExitStatus>,
+    control: Option<IpcSender<ToWorker>>,
+    progress: Vec<(String, u64)>,
+    report: Option<Report>,
+    failure: Option<String>,
+    /// The control channel is closed (or never opened): no more messages will come.
+    closed: bool,
+}
+
+/// The supervisor's state, shared by the main thread, the watcher, the control threads and
+/// the signal thread.
+#[derive(Default)]
+struct Shared {
+    workers: Mutex<Vec<Worker>>,
+    changed: Condvar,
+    /// The workers' process group (0 before the first worker starts).
+    pgid: AtomicI32,
+    /// A worker died (or could not be waited for): the run failed, everything was killed.
+    fatal: Mutex<Option<String>>,
+    local: LateStop,
+}
+
+impl Shared {
+    /// Stops every part of the run gracefully.
+    fn stop(&self) {
+        self.local.stop();
+        for w in lock(&self.workers).iter() {
+            if let (Some(c), None) = (&w.control, w.exit) {
+                let _ = c.send(ToWorker::Stop);
+            }
+            // A worker that has not said hello yet gets `Stop` when it does.
+        }
+    }
+
+    /// Kills every worker that is still running (callers hold the workers' lock).
+    fn kill_locked(&self, workers: &mut [Worker]) {
+        if workers.iter().any(|w| w.exit.is_none()) {
+            let pgid = self.pgid.load(Ordering::Acquire);
+            if pgid > 0 {
+                // SAFETY: plain syscall; the group still has an unreaped member, so its id is ours.
+                unsafe { libc::killpg(pgid, libc::SIGKILL) };
+            }
+        }
+        for w in workers.iter_mut().filter(|w| w.exit.is_none()) {
+            let _ = w.child.kill();
+        }
+    }
+
+    /// Kills every worker and stops the local run at once.
+    fn kill(&self) {
+        let mut ws = lock(&self.workers);
+        self.kill_locked(&mut ws);
+        drop(ws);
+        self.local.kill();
+    }
+
+    fn worker_progress(&self) -> Vec<(String, u64)> {
+        lock(&self.workers)
+            .iter()
+            .flat_map(|w| w.progress.iter().cloned())
+            .collect()
+    }
 }
 
 /// Runs a validated manifest: the supervisor's own operators here, each process group in a
-/// worker process, all joined by shared-memory rings.
+/// worker process, all joined by shared-memory rings. `stop` stops it gracefully.
 pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
+    run_manifest_with(
+        m,
+        &RunOptions {
+            stop,
+            ..RunOptions::default()
+        },
+    )
+}
+
+/// Runs a validated manifest with options (signals, live status).
+///
+/// Call it from the main thread (or one that outlives the run): workers die with the thread
+/// that started them (PR_SET_PDEATHSIG).
+pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     let plan = Plan::new(m);
     let started = Instant::now();
+    let shared = Arc::new(Shared::default());
+    // Live status only on a terminal: never in tests, CI or pipes.
+    let live = opts.live && std::io::stderr().is_terminal();
+    if opts.signals {
+        let sh = shared.clone();
+        let installed = signals::install(move |ev| match ev {
+            SignalEvent::Stop(_) => sh.stop(),
+            SignalEvent::Kill(sig) => {
+                sh.kill();
+                if live {
+                    eprint!("\r\x1b[K");
+                }
+                eprintln!("error: stopped at once by a second signal; outputs may be incomplete");
+                std::process::exit(signals::exit_status(sig) as i32);
+            }
+        });
+        if let Err(e) = installed {
+            return fail(format!("cannot install the signal handlers: {e}"));
+        }
+    }
     // Shared memory: one ring per link that crosses processes, one counter per cycle spanning them.
     let mut rings = Vec::with_capacity(plan.rings.len());
     for r in &plan.rings {
@@ -85,13 +312,23 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
         .max()
         .unwrap_or(2)
         + 2;
-    let mut children: Vec<(String, Child)> = vec![];
+    let mut control_threads = vec![];
     for (p, name) in plan.procs.iter().enumerate().skip(1) {
+        let (server, server_name) = match IpcOneShotServer::<ToSupervisor>::new() {
+            Ok(x) => x,
+            Err(e) => {
+                shared.kill();
+                return fail(format!(
+                    "cannot create the control channel of group \"{name}\": {e}"
+                ));
+            }
+        };
         let mut cmd = Command::new(&exe);
         cmd.arg("__worker")
             .arg(&m.path)
             .arg(name)
             .env(ENV_FD_BASE, fd_base.to_string())
+            .env(ENV_IPC, &server_name)
             .stdin(
                 // The worker hosting `source.stdin` reads the supervisor's standard input.
                 if (0..m.operators.len())
@@ -111,14 +348,41 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
                 rings[ri].pass_to_child(&mut cmd, fd_base + ri as i32);
             }
         }
+        // Workers live in a process group of their own, which the supervisor kills on failure
+        // (a terminal's Ctrl-C reaches only the supervisor, which stops them in order).
+        cmd.process_group(shared.pgid.load(Ordering::Acquire));
         die_with_parent(&mut cmd);
-        match cmd.spawn() {
-            Ok(child) => children.push((name.clone(), child)),
+        let child = match cmd.spawn() {
+            Ok(c) => c,
             Err(e) => {
-                kill_all(&mut children);
+                shared.kill();
                 return fail(format!("cannot start the worker of group \"{name}\": {e}"));
             }
-        }
+        };
+        let _ =
+            shared
+                .pgid
+                .compare_exchange(0, child.id() as i32, Ordering::AcqRel, Ordering::Acquire);
+        let index = {
+            let mut ws = lock(&shared.workers);
+            ws.push(Worker {
+                group: name.clone(),
+                child,
+                exit: None,
+                control: None,
+                progress: vec![],
+                report: None,
+                failure: None,
+                closed: false,
+            });
+            ws.len() - 1
+        };
+        let sh = shared.clone();
+        control_threads.push(
+            std::thread::Builder::new()
+                .name(format!("control:{name}"))
+                .spawn(move || serve_worker(sh, index, server)),
+        );
     }
     let mut res = ProcResources {
         rings: rings
@@ -134,130 +398,366 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
     let part = match build_local(m, &plan, 0, &mut res) {
         Ok(p) => p,
         Err(e) => {
-            kill_all(&mut children);
+            shared.kill();
             return fail(e.to_string());
         }
     };
-    let local_stop = part.graph.stop_handle();
-    if let Some(s) = stop {
-        // Forward an outside stop (a signal) to the local run.
-        let ls = local_stop.clone();
+    shared.local.set(part.graph.stop_handle());
+    if let Some(s) = opts.stop.clone() {
+        // Forward an outside stop to every part of the run.
+        let sh = shared.clone();
         std::thread::spawn(move || {
             while !s.is_stopped() {
-                std::thread::sleep(std::time::Duration::from_millis(20));
+                std::thread::sleep(Duration::from_millis(20));
             }
-            ls.stop();
+            sh.stop();
         });
     }
-    // Watch the workers: the first that fails stops everything.
-    let children = Arc::new(Mutex::new(children));
-    let worker_failure: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
     let watcher = {
-        let children = children.clone();
-        let failure = worker_failure.clone();
-        let ls = local_stop.clone();
-        std::thread::spawn(move || watch(children, failure, ls))
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name("tributary-watch".into())
+            .spawn(move || watch(sh))
     };
+    let watcher = match watcher {
+        Ok(w) => w,
+        Err(e) => {
+            shared.kill();
+            return fail(format!("cannot start the thread that watches workers: {e}"));
+        }
+    };
+    let live_done = Arc::new(AtomicBool::new(false));
+    let live = live.then(|| {
+        let sh = shared.clone();
+        let done = live_done.clone();
+        std::thread::spawn(move || live_status(sh, done))
+    });
     let result = part.graph.run();
-    let mut relay_errors = vec![];
+    if matches!(result, Err(RunError::Failed(..))) {
+        // An operator failed here: the workers' sources stop too, so everything drains.
+        shared.stop();
+    }
+    let mut errors = vec![];
     for r in part.relays {
-        match r.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => relay_errors.push(e.to_string()),
-            Err(_) => relay_errors.push("a link thread panicked".into()),
+        // A relay to a worker that died never ends: give up on it then.
+        while !r.is_finished() && lock(&shared.fatal).is_none() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        if r.is_finished() {
+            match r.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => errors.push(e.to_string()),
+                Err(_) => errors.push("a link thread panicked".into()),
+            }
         }
     }
     let _ = watcher.join();
-    if let Some(f) = worker_failure
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .take()
+    let fatal = lock(&shared.fatal).clone();
+    // Give each control channel a moment to deliver the worker's last report.
     {
-        return fail(f);
-    }
-    match result {
-        Ok(mut report) => {
-            if let Some(e) = relay_errors.first() {
-                return fail(e.clone());
-            }
-            report.wall = started.elapsed();
-            Outcome::Success(report)
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut ws = lock(&shared.workers);
+        while ws.iter().any(|w| !w.closed) && Instant::now() < deadline {
+            ws = shared
+                .changed
+                .wait_timeout(ws, Duration::from_millis(50))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
-        Err(RunError::Failed(f, _)) => fail(
-            f.iter()
-                .map(|x| x.to_string())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        Err(e) => fail(e.to_string()),
+    }
+    live_done.store(true, Ordering::Release);
+    if let Some(l) = live {
+        let _ = l.join();
+    }
+    // One report for the whole run.
+    let mut parts = vec![];
+    match result {
+        Ok(r) | Err(RunError::Stopped(r)) => parts.push(r),
+        Err(RunError::Failed(f, r)) => {
+            parts.push(r);
+            errors.extend(f.iter().map(|x| x.to_string()));
+        }
+        Err(e) => errors.push(e.to_string()),
+    }
+    for w in lock(&shared.workers).iter() {
+        if let Some(r) = &w.report {
+            parts.push(r.clone());
+        } else {
+            // It died: its last counts are the best that is known.
+            parts.push(Report {
+                streams: w
+                    .progress
+                    .iter()
+                    .filter(|(op, _)| {
+                        m.operators
+                            .iter()
+                            .any(|o| &o.name == op && o.outputs.len() == 1)
+                    })
+                    .cloned()
+                    .collect(),
+                ..Report::default()
+            });
+        }
+        if let Some(f) = &w.failure {
+            errors.push(f.clone());
+        }
+    }
+    let mut report = crate::supervisor::merge(m, &parts);
+    report.wall = started.elapsed();
+    if let Some(f) = fatal {
+        return Outcome::Failed { message: f, report };
+    }
+    if !errors.is_empty() {
+        return Outcome::Failed {
+            message: errors.join("\n"),
+            report,
+        };
+    }
+    let stopped = shared.local.requested.load(Ordering::Acquire);
+    if stopped {
+        return Outcome::Stopped {
+            report,
+            signal: signals::received(),
+        };
+    }
+    Outcome::Success(report)
+}
+
+/// Accepts worker `index`'s control connection and handles its messages until it closes.
+fn serve_worker(sh: Arc<Shared>, index: usize, server: IpcOneShotServer<ToSupervisor>) {
+    if let Ok((rx, first)) = server.accept() {
+        let mut msg = Some(first);
+        while let Some(m) = msg.take() {
+            handle_message(&sh, index, m);
+            msg = rx.recv().ok();
+        }
+    }
+    lock(&sh.workers)[index].closed = true;
+    sh.changed.notify_all();
+}
+
+fn handle_message(sh: &Shared, index: usize, m: ToSupervisor) {
+    let failed = matches!(m, ToSupervisor::Failed { .. });
+    record_message(sh, index, m);
+    if failed {
+        // Like a local failure: every source stops, so the pipeline drains and ends.
+        sh.stop();
     }
 }
 
-/// Waits for every worker; on the first failure, kills the others and stops the local run.
-fn watch(
-    children: Arc<Mutex<Vec<(String, Child)>>>,
-    failure: Arc<Mutex<Option<String>>>,
-    local: StopHandle,
-) {
+fn record_message(sh: &Shared, index: usize, m: ToSupervisor) {
+    let mut ws = lock(&sh.workers);
+    let w = &mut ws[index];
+    match m {
+        ToSupervisor::Hello {
+            group,
+            pid,
+            control,
+        } => {
+            tracing::debug!(group = %group, pid, "worker started");
+            if sh.local.requested.load(Ordering::Acquire) {
+                let _ = control.send(ToWorker::Stop);
+            }
+            w.control = Some(control);
+        }
+        ToSupervisor::Progress { counts } => w.progress = counts,
+        ToSupervisor::Done { report } => w.report = Some(report),
+        ToSupervisor::Failed {
+            operator,
+            message,
+            data_error,
+            report,
+        } => {
+            tracing::debug!(group = %w.group, operator = %operator, data_error, "worker failed");
+            w.report = Some(report);
+            w.failure = Some(message);
+        }
+    }
+}
+
+/// Opens a pidfd for `pid`: readable once the process exits.
+fn pidfd_open(pid: u32) -> std::io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor was just created and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn describe(group: &str, pid: u32, status: ExitStatus) -> String {
+    match status.signal() {
+        Some(sig) => {
+            let name = nix::sys::signal::Signal::try_from(sig)
+                .map(|s| s.as_str().to_string())
+                .unwrap_or_else(|_| format!("signal {sig}"));
+            format!("process group \"{group}\" (pid {pid}) was killed by {name}")
+        }
+        None => format!(
+            "process group \"{group}\" (pid {pid}) exited with status {}",
+            status.code().unwrap_or(-1)
+        ),
+    }
+}
+
+/// Waits for every worker, woken by their pidfds the moment one exits. A worker that dies
+/// (a signal, a status other than 0 and 1) kills the others and stops the local run; one
+/// that exits 1 (an operator failed there, after draining) lets the others finish.
+fn watch(sh: Arc<Shared>) {
+    let pidfds: Vec<Option<OwnedFd>> = lock(&sh.workers)
+        .iter()
+        .map(|w| pidfd_open(w.child.id()).ok())
+        .collect();
     loop {
-        let mut guard = children.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_empty() {
+        let live: Vec<usize> = lock(&sh.workers)
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.exit.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        if live.is_empty() {
             return;
         }
-        let mut i = 0;
-        let mut failed = None;
-        while i < guard.len() {
-            match guard[i].1.try_wait() {
+        let all_fds = live.iter().all(|&i| pidfds[i].is_some());
+        {
+            use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+            let mut fds: Vec<PollFd> = live
+                .iter()
+                .filter_map(|&i| pidfds[i].as_ref())
+                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .collect();
+            // Without pidfds (an old kernel), fall back to polling every 20 ms.
+            let timeout = if all_fds { 1000u16 } else { 20 };
+            let _ = poll(&mut fds, PollTimeout::from(timeout));
+        }
+        let mut ws = lock(&sh.workers);
+        let mut fatal = None;
+        let mut exited_one = vec![];
+        for &i in &live {
+            let w = &mut ws[i];
+            match w.child.try_wait() {
                 Ok(Some(status)) => {
-                    let (name, _) = guard.remove(i);
+                    w.exit = Some(status);
+                    let pid = w.child.id();
                     if status.code() == Some(1) {
-                        // An operator failed there; the worker drained what it had accepted
-                        // and ended its streams, so the others finish on their own.
-                        let mut f = failure.lock().unwrap_or_else(|e| e.into_inner());
-                        f.get_or_insert_with(|| format!("process group \"{name}\" failed"));
-                    } else if !status.success() {
-                        failed = Some(format!("process group \"{name}\" died ({status})"));
-                        break;
+                        exited_one.push(i);
+                    } else if !status.success() && fatal.is_none() {
+                        fatal = Some(describe(&w.group, pid, status));
                     }
                 }
-                Ok(None) => i += 1,
+                Ok(None) => {}
                 Err(e) => {
-                    let (name, _) = guard.remove(i);
-                    failed = Some(format!("cannot wait for process group \"{name}\": {e}"));
-                    break;
+                    fatal.get_or_insert_with(|| {
+                        format!("cannot wait for process group \"{}\": {e}", w.group)
+                    });
                 }
             }
         }
-        if let Some(f) = failed {
-            kill_all(&mut guard);
-            *failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
-            local.stop();
+        if let Some(f) = fatal {
+            sh.kill_locked(&mut ws);
+            *lock(&sh.fatal) = Some(f);
+            drop(ws);
+            sh.local.kill();
+            // Reap the rest.
+            let mut ws = lock(&sh.workers);
+            for w in ws.iter_mut().filter(|w| w.exit.is_none()) {
+                w.exit = w.child.wait().ok();
+            }
+            drop(ws);
+            sh.changed.notify_all();
             return;
         }
-        drop(guard);
-        std::thread::sleep(std::time::Duration::from_millis(2));
+        // Exit status 1: an operator failed there. If it said so over the control channel, it
+        // drained and ended its streams, so the others finish; if it never said so (it failed
+        // while starting), nothing will end its streams: that is fatal.
+        for i in exited_one {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !ws[i].closed && Instant::now() < deadline {
+                ws = sh
+                    .changed
+                    .wait_timeout(ws, Duration::from_millis(20))
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            if ws[i].failure.is_none() {
+                let w = &ws[i];
+                let msg = format!(
+                    "process group \"{}\" (pid {}) failed before it could run (exit status 1; its error is above)",
+                    w.group,
+                    w.child.id()
+                );
+                sh.kill_locked(&mut ws);
+                *lock(&sh.fatal) = Some(msg);
+                drop(ws);
+                sh.local.kill();
+                let mut ws = lock(&sh.workers);
+                for w in ws.iter_mut().filter(|w| w.exit.is_none()) {
+                    w.exit = w.child.wait().ok();
+                }
+                return;
+            }
+        }
+        drop(ws);
+        sh.changed.notify_all();
     }
 }
 
-fn kill_all(children: &mut Vec<(String, Child)>) {
-    for (_, c) in children.iter_mut() {
-        let _ = c.kill();
-        let _ = c.wait();
+/// Terminal width of standard error, or 100.
+fn term_width() -> usize {
+    // SAFETY: TIOCGWINSZ fills a winsize struct.
+    unsafe {
+        let mut ws: libc::winsize = std::mem::zeroed();
+        if libc::ioctl(2, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col > 0 {
+            return ws.ws_col as usize;
+        }
     }
-    children.clear();
+    100
+}
+
+/// Shows per-operator counts and rates on one refreshing line of standard error (a terminal)
+/// until `done`; then clears the line.
+fn live_status(sh: Arc<Shared>, done: Arc<AtomicBool>) {
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    let mut last_t = Instant::now();
+    while !done.load(Ordering::Acquire) {
+        std::thread::sleep(PROGRESS_EVERY);
+        let now = Instant::now();
+        let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
+        last_t = now;
+        let mut counts = sh.local.progress();
+        counts.extend(sh.worker_progress());
+        let mut line = String::new();
+        for (name, n) in &counts {
+            let prev = last.insert(name.clone(), *n).unwrap_or(0);
+            let rate = (n.saturating_sub(prev)) as f64 / dt;
+            if !line.is_empty() {
+                line.push_str(" | ");
+            }
+            line.push_str(&format!("{name} {n} ({rate:.0}/s)"));
+        }
+        let width = term_width().saturating_sub(1);
+        let shown: String = line.chars().take(width).collect();
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[K{shown}");
+        let _ = err.flush();
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[K");
+    let _ = err.flush();
 }
 
 /// Makes the child die when the supervisor dies, even by SIGKILL.
 fn die_with_parent(cmd: &mut Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe and allocates nothing.
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: prctl and getppid are async-signal-safe and allocate nothing.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died between fork and prctl.
-            if libc::getppid() == 1 {
+            if libc::getppid() != parent {
                 return Err(std::io::Error::other("the supervisor exited"));
             }
             Ok(())
@@ -276,7 +776,47 @@ fn env_fd(name: &str) -> Result<Option<i32>, String> {
 }
 
 /// The worker role: runs the operators of process group `group` of the manifest at `path`.
+///
+/// An empty error means the failure was already reported to the supervisor, which prints it.
+///
+/// SIGINT and SIGTERM (or a `Stop` from the supervisor) stop it gracefully; a second signal
+/// ends it at once.
 pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
+    let local = Arc::new(LateStop::default());
+    {
+        let local = local.clone();
+        signals::install(move |ev| match ev {
+            SignalEvent::Stop(_) => local.stop(),
+            SignalEvent::Kill(sig) => std::process::exit(signals::exit_status(sig) as i32),
+        })
+        .map_err(|e| format!("cannot install the signal handlers: {e}"))?;
+    }
+    // The control channel: hello now, counts while running, the outcome at the end.
+    let to_sup = match std::env::var(ENV_IPC) {
+        Ok(name) => {
+            let tx = IpcSender::<ToSupervisor>::connect(name)
+                .map_err(|e| format!("cannot connect to the supervisor's control channel: {e}"))?;
+            let (ctl_tx, ctl_rx) = ipc::channel::<ToWorker>()
+                .map_err(|e| format!("cannot create the control channel: {e}"))?;
+            tx.send(ToSupervisor::Hello {
+                group: group.to_string(),
+                pid: std::process::id(),
+                control: ctl_tx,
+            })
+            .map_err(|e| format!("cannot greet the supervisor: {e}"))?;
+            let local = local.clone();
+            std::thread::Builder::new()
+                .name("control".into())
+                .spawn(move || {
+                    while let Ok(ToWorker::Stop) = ctl_rx.recv() {
+                        local.stop();
+                    }
+                })
+                .map_err(|e| format!("cannot start the control thread: {e}"))?;
+            Some(tx)
+        }
+        Err(_) => None,
+    };
     let m = manifest::load(path).map_err(|d| d.render())?;
     let plan = Plan::new(&m);
     let proc = plan
@@ -286,7 +826,8 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
     let control = match env_fd(ENV_CONTROL_FD)? {
         // SAFETY: the supervisor handed this descriptor to this process, and nothing else owns it.
         Some(fd) => Some(Arc::new(
-            ShmRegion::from_fd(unsafe { OwnedFd::from_raw_fd(fd) }).map_err(|e| e.to_string())?,
+            ShmRegion::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+                .map_err(|e| format!("cycle counters: {e}"))?,
         )),
         None => None,
     };
@@ -304,8 +845,58 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
     }
     let mut res = ProcResources { rings, control };
     let part = build_local(&m, &plan, proc, &mut res).map_err(|e| e.to_string())?;
+    local.set(part.graph.stop_handle());
+    let done = Arc::new(AtomicBool::new(false));
+    let progress = to_sup.clone().map(|tx| {
+        let local = local.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Acquire) {
+                std::thread::sleep(PROGRESS_EVERY);
+                let counts = local.progress();
+                if tx.send(ToSupervisor::Progress { counts }).is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let result = part.graph.run();
-    let mut errors = vec![];
+    let (report, failures, mut errors) = match result {
+        Ok(r) | Err(RunError::Stopped(r)) => (r, vec![], vec![]),
+        Err(RunError::Failed(f, r)) => (r, f, vec![]),
+        Err(e) => (Report::default(), vec![], vec![e.to_string()]),
+    };
+    let failed_outcome = |errors: &[String], report: Report| {
+        let mut messages: Vec<String> = failures.iter().map(|f| f.to_string()).collect();
+        messages.extend(errors.iter().cloned());
+        ToSupervisor::Failed {
+            operator: failures
+                .first()
+                .map(|f| f.operator.clone())
+                .unwrap_or_default(),
+            message: messages.join("\n"),
+            data_error: failures
+                .first()
+                .map(|f| f.error.data_error)
+                .unwrap_or(false),
+            report,
+        }
+    };
+    // A failure is reported before the links drain: the supervisor then stops the sources of
+    // every process, which is what lets the links into this one end.
+    let mut early = None;
+    if !failures.is_empty() || !errors.is_empty() {
+        let outcome = failed_outcome(&errors, report.clone());
+        let message = match &outcome {
+            ToSupervisor::Failed { message, .. } => message.clone(),
+            _ => String::new(),
+        };
+        let reported = match &to_sup {
+            Some(tx) => tx.send(outcome).is_ok(),
+            None => false,
+        };
+        early = Some((reported, message));
+    }
     for r in part.relays {
         match r.join() {
             Ok(Ok(())) => {}
@@ -313,14 +904,35 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
             Err(_) => errors.push("a link thread panicked".into()),
         }
     }
-    match result {
-        Ok(_) if errors.is_empty() => Ok(()),
-        Ok(_) => Err(errors.join("\n")),
-        Err(RunError::Failed(f, _)) => Err(f
-            .iter()
-            .map(|x| x.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")),
-        Err(e) => Err(e.to_string()),
+    done.store(true, Ordering::Release);
+    if let Some(p) = progress {
+        let _ = p.join();
+    }
+    if let Some((reported, message)) = early {
+        return if reported {
+            Err(String::new())
+        } else {
+            Err(message)
+        };
+    }
+    let outcome = if failures.is_empty() && errors.is_empty() {
+        ToSupervisor::Done { report }
+    } else {
+        failed_outcome(&errors, report)
+    };
+    let failed = matches!(outcome, ToSupervisor::Failed { .. });
+    let message = match &outcome {
+        ToSupervisor::Failed { message, .. } => message.clone(),
+        _ => String::new(),
+    };
+    let reported = match &to_sup {
+        Some(tx) => tx.send(outcome).is_ok(),
+        None => false,
+    };
+    match (failed, reported) {
+        (false, _) => Ok(()),
+        // The supervisor prints it: say nothing here.
+        (true, true) => Err(String::new()),
+        (true, false) => Err(message),
     }
 }
