@@ -18,8 +18,9 @@ use crate::run::RunShared;
 
 /// How many input batches an actor handles per wake-up before yielding to its neighbours.
 const BATCHES_PER_WAKE: usize = 64;
-/// How many elements a source is asked for per call.
-pub(crate) const SOURCE_BATCH: usize = 1024;
+/// At most how many elements a source is asked for per call (less when its links are smaller:
+/// a batch never exceeds the capacity of the links it goes to).
+pub(crate) const SOURCE_BATCH: usize = 8192;
 
 /// The message that schedules an operator actor.
 #[derive(Message)]
@@ -163,6 +164,18 @@ impl<O: Operator> OpActor<O> {
         }
     }
 
+    /// How many elements a source produces per call: its smallest output link's capacity,
+    /// at most [`SOURCE_BATCH`].
+    fn source_batch(&self) -> usize {
+        self.w
+            .outputs
+            .iter()
+            .flat_map(|p| p.links.iter().map(|(c, _)| c.config().capacity))
+            .min()
+            .unwrap_or(SOURCE_BATCH)
+            .clamp(1, SOURCE_BATCH)
+    }
+
     fn blocked(&self) -> bool {
         self.w.outputs.iter().any(OutPort::blocked)
     }
@@ -250,7 +263,8 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Running {
             if self.w.inputs.is_empty() {
-                match self.guarded(|op, out| op.generate(out, SOURCE_BATCH))? {
+                let max = self.source_batch();
+                match self.guarded(|op, out| op.generate(out, max))? {
                     Gen::More => {
                         self.distribute();
                         if !self.blocked() {

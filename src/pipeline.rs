@@ -268,6 +268,11 @@ struct StreamEntry {
     drain_drops: Vec<Arc<dyn LinkDrops>>,
 }
 
+/// Elements a link of a graph built in Rust holds before its producer waits, unless set with
+/// [`Graph::set_default_link`] or [`Graph::set_link`]. (Manifests default to 1024 per stream,
+/// as their contract says.) Larger links mean fewer, larger batches: less overhead per element.
+pub const DEFAULT_CAPACITY: usize = 8192;
+
 /// A graph of operators under construction; `run` executes it.
 pub struct Graph {
     nodes: Vec<NodeEntry>,
@@ -359,7 +364,10 @@ impl Graph {
             errors: vec![],
             current_group: None,
             next_name: None,
-            default_link: LinkConfig::default(),
+            default_link: LinkConfig {
+                capacity: DEFAULT_CAPACITY,
+                ..LinkConfig::default()
+            },
             stop: StopHandle::default(),
         }
     }

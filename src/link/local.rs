@@ -72,6 +72,10 @@ struct State<T> {
     consumer_notified: bool,
     producer_waiting: bool,
     consumer_gone: bool,
+    /// Threads blocked in `push_blocking` / `take_blocking` (condition variables are only
+    /// signalled when someone waits: a signal is a system call).
+    space_waiters: usize,
+    data_waiters: usize,
 }
 
 /// A bounded, lossless-by-default queue of batches: one `connect` between two operators.
@@ -117,6 +121,8 @@ impl<T> Channel<T> {
                 consumer_notified: false,
                 producer_waiting: false,
                 consumer_gone: false,
+                space_waiters: 0,
+                data_waiters: 0,
             }),
             space: Condvar::new(),
             data: Condvar::new(),
@@ -242,8 +248,11 @@ impl<T> Channel<T> {
             st.consumer_notified = true;
             st.consumer_waker.clone()
         };
+        let signal = st.data_waiters > 0;
         drop(st);
-        self.data.notify_one();
+        if signal {
+            self.data.notify_one();
+        }
         if let Some(w) = waker {
             w();
         }
@@ -260,25 +269,27 @@ impl<T> Channel<T> {
                 None => return true,
                 Some(rest) => pending = rest,
             }
-            let st = self.lock();
+            let mut st = self.lock();
             if st.len < self.config.capacity || st.consumer_gone {
                 continue;
             }
-            match deadline {
-                None => drop(self.space.wait(st).unwrap_or_else(|e| e.into_inner())),
+            st.space_waiters += 1;
+            let mut st = match deadline {
+                None => self.space.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        st.space_waiters -= 1;
                         *batch = pending;
                         return false;
                     }
-                    drop(
-                        self.space
-                            .wait_timeout(st, d - now)
-                            .unwrap_or_else(|e| e.into_inner()),
-                    );
+                    self.space
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
-            }
+            };
+            st.space_waiters -= 1;
         }
     }
 
@@ -317,8 +328,11 @@ impl<T> Channel<T> {
                 } else {
                     None
                 };
+                let signal = st.space_waiters > 0;
                 drop(st);
-                self.space.notify_all();
+                if signal {
+                    self.space.notify_all();
+                }
                 if let Some(w) = waker {
                     w();
                 }
@@ -343,24 +357,26 @@ impl<T> Channel<T> {
                 Recv::Empty => {}
                 r => return r,
             }
-            let st = self.lock();
+            let mut st = self.lock();
             if !st.batches.is_empty() || st.end.is_some() {
                 continue;
             }
-            match deadline {
-                None => drop(self.data.wait(st).unwrap_or_else(|e| e.into_inner())),
+            st.data_waiters += 1;
+            let mut st = match deadline {
+                None => self.data.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
+                        st.data_waiters -= 1;
                         return Recv::Empty;
                     }
-                    drop(
-                        self.data
-                            .wait_timeout(st, d - now)
-                            .unwrap_or_else(|e| e.into_inner()),
-                    );
+                    self.data
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
-            }
+            };
+            st.data_waiters -= 1;
         }
     }
 

@@ -487,35 +487,6 @@ impl Agg {
     }
 }
 
-/// A compensated (Neumaier) running sum: adding and removing many terms keeps the error near
-/// one rounding of the true sum.
-#[derive(Clone, Copy, Debug, Default)]
-struct Neumaier {
-    sum: f64,
-    c: f64,
-}
-
-impl Neumaier {
-    #[inline]
-    fn add(&mut self, x: f64) {
-        let t = self.sum + x;
-        if self.sum.abs() >= x.abs() {
-            self.c += (self.sum - t) + x;
-        } else {
-            self.c += (x - t) + self.sum;
-        }
-        self.sum = t;
-    }
-
-    #[inline]
-    fn total(&self) -> f64 {
-        self.sum + self.c
-    }
-}
-
-/// Windows recomputed exactly from their elements after this many incremental updates.
-const EXACT_EVERY: u64 = 1 << 16;
-
 /// `map_window_agg` over floats: sum and mean slide in O(1) per element (each element is added
 /// once when it enters and subtracted once when it leaves, with compensation); the other
 /// reducers run over the window slice.
@@ -523,10 +494,10 @@ pub struct WindowAgg {
     count: Count,
     agg: Agg,
     state: WindowState<f64>,
-    acc: Neumaier,
-    /// Input elements `[start of the next window, covered)` are in `acc`.
-    covered: u64,
-    updates: u64,
+    /// Scratch: suffix sums of the current block.
+    suffix: Vec<f64>,
+    /// Scratch: prefix sums of the block after it.
+    prefix: Vec<f64>,
 }
 
 impl WindowAgg {
@@ -536,9 +507,8 @@ impl WindowAgg {
             count,
             agg,
             state: WindowState::new(count),
-            acc: Neumaier::default(),
-            covered: 0,
-            updates: 0,
+            suffix: Vec::new(),
+            prefix: Vec::new(),
         }
     }
 }
@@ -561,44 +531,73 @@ impl Operator for WindowAgg {
                 Ok(())
             });
         }
-        // The hot loop keeps the sum and positions in locals (ordinary windows: no clipping).
+        // Sum and mean. With step >= window each element is in at most one window: sum each
+        // directly. With step < window, blocks of `window` elements: a window starting at
+        // offset `off` of block k is the suffix of block k from `off` plus the first `off`
+        // elements of block k+1, so each element is added about twice (once in a suffix scan,
+        // once in a prefix scan) and each window costs one more addition, whatever its size.
+        // No running sum is carried, so rounding never accumulates from window to window.
         let o = out.port_mut(0);
         let st = &mut self.state;
         let (step, window, base) = (st.step, st.window, st.base);
+        let w = window as usize;
         let buf = &st.buf[..];
         let at = |i: u64| (i - base) as usize;
-        let mean = self.agg == Agg::Mean;
-        let (mut acc, mut covered, mut updates) = (self.acc, self.covered, self.updates);
+        let scale = if self.agg == Agg::Mean {
+            1.0 / window as f64
+        } else {
+            1.0
+        };
         let mut j = st.next;
-        let (mut s, mut e) = (j * step, j * step + window);
-        while e <= st.arrived {
-            for &x in &buf[at(covered.max(s))..at(e)] {
-                acc.add(x);
+        if step >= window {
+            while j * step + window <= st.arrived {
+                let s0 = at(j * step);
+                o.push(buf[s0..s0 + w].iter().sum::<f64>() * scale);
+                j += 1;
             }
-            covered = e;
-            let mut total = acc.total();
-            let exact = !total.is_finite() || updates >= EXACT_EVERY;
-            if exact {
-                total = Agg::Sum.reduce_f64(&buf[at(s)..at(e)]);
-            }
-            o.push(if mean { total / window as f64 } else { total });
-            let next_s = s + step;
-            if exact || next_s >= e {
-                acc = Neumaier::default();
-                covered = next_s;
-                updates = 0;
-            } else {
-                for &x in &buf[at(s)..at(next_s)] {
-                    acc.add(-x);
+        } else {
+            // Blocks sit at absolute positions [k*window, (k+1)*window), so every sum is taken
+            // over the same elements in the same order however the input was batched.
+            let (suf, pre) = (&mut self.suffix, &mut self.prefix);
+            let mut block = u64::MAX;
+            while j * step + window <= st.arrived {
+                let s0 = j * step;
+                let k = s0 / window;
+                let bstart = k * window;
+                let off = (s0 - bstart) as usize;
+                if k != block {
+                    block = k;
+                    // Suffix sums of block k, from its end back to this window's start (block k
+                    // has arrived: it ends at or before this window's end).
+                    suf.clear();
+                    suf.resize(w, 0.0);
+                    let lo = at(s0);
+                    let mut acc = 0.0;
+                    for (d, x) in suf[off..].iter_mut().zip(&buf[lo..lo + (w - off)]).rev() {
+                        acc += x;
+                        *d = acc;
+                    }
+                    // Prefix sums of block k+1, as far as it has arrived (windows starting in
+                    // block k need at most its first window-1 elements).
+                    let nstart = at(bstart + window);
+                    let navail = (buf.len() - nstart).min(w - 1);
+                    pre.clear();
+                    let mut acc = 0.0;
+                    for &x in &buf[nstart..nstart + navail] {
+                        acc += x;
+                        pre.push(acc);
+                    }
                 }
-                updates += 1;
+                let total = if off == 0 {
+                    suf[0]
+                } else {
+                    suf[off] + pre[off - 1]
+                };
+                o.push(total * scale);
+                j += 1;
             }
-            j += 1;
-            s = next_s;
-            e = next_s + window;
         }
         st.next = j;
-        (self.acc, self.covered, self.updates) = (acc, covered, updates);
         st.compact();
         Ok(())
     }
