@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, Position, Scope, AST};
 
-pub use convert::{from_dynamic, split_entries, stateful_parts, to_dynamic, to_out, Out};
+pub use convert::{
+    from_dynamic, split_entries, stateful_parts, to_dynamic, to_out, type_name_of, Out,
+};
 pub use engine::{build_engine, shared_engine, EngineLimits, MultiValue, Null};
 
 use crate::Value;
@@ -342,6 +344,82 @@ impl ScriptFn {
     }
 
     /// The fast path's slots for a batch over `name`: the params filled in and the element's slot.
+    /// `map_element` over a whole batch: appends what each element emits to `out`, in order.
+    /// On an error, what the elements before the failing one emitted is already in `out`.
+    pub fn map_batch(
+        &mut self,
+        name: &str,
+        xs: Vec<Value>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), (usize, ScriptError)> {
+        out.reserve(xs.len());
+        let fast = self.batch_slots(name);
+        for (i, x) in xs.into_iter().enumerate() {
+            if let (Some((mut slots, k)), Some(fx)) = (fast, self.fast.as_ref()) {
+                if let Some(n) = Num::of(&x) {
+                    slots[k] = n;
+                    if let Some(r) = fx.eval(&slots) {
+                        out.push(r.into_value());
+                        continue;
+                    }
+                }
+            }
+            let bindings = [(name, &x)];
+            let r = self
+                .call_raw(&bindings)
+                .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
+            match r {
+                Ok(o) => o.extend_into(out),
+                Err(e) => return Err((i, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `filter_element` over a whole batch: appends the elements whose result is `true` to
+    /// `out`, in order. A result that is not a bool is an error.
+    pub fn filter_batch(
+        &mut self,
+        name: &str,
+        xs: Vec<Value>,
+        out: &mut Vec<Value>,
+    ) -> Result<(), (usize, ScriptError)> {
+        out.reserve(xs.len());
+        let fast = self.batch_slots(name);
+        for (i, x) in xs.into_iter().enumerate() {
+            let keep = match (fast, self.fast.as_ref()) {
+                (Some((mut slots, k)), Some(fx)) => Num::of(&x).and_then(|n| {
+                    slots[k] = n;
+                    match fx.eval(&slots) {
+                        Some(Num::B(b)) => Some(Ok(b)),
+                        _ => None,
+                    }
+                }),
+                _ => None,
+            };
+            let keep = match keep {
+                Some(k) => k,
+                None => {
+                    let bindings = [(name, &x)];
+                    match self.call_raw(&bindings) {
+                        Ok(d) if d.is_bool() => Ok(d.as_bool().unwrap_or(false)),
+                        Ok(d) => Err(self.shape_error(
+                            format!("a filter must return a bool, got {}", type_name_of(&d)),
+                            &bindings,
+                        )),
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            match keep {
+                Ok(true) => out.push(x),
+                Ok(false) => {}
+                Err(e) => return Err((i, e)),
+            }
+        }
+        Ok(())
+    }
+
     fn batch_slots(&self, name: &str) -> Option<([Num; MAX_VARS], usize)> {
         let fx = self.fast.as_ref().filter(|_| self.fast_enabled)?;
         let mut slots = [Num::B(false); MAX_VARS];
