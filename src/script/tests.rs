@@ -611,3 +611,38 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn map_batch_and_filter_batch_match_per_element_calls_and_keep_what_came_before_an_error() {
+    let xs = vec![
+        Value::Int(1),
+        Value::Float(2.5),
+        Value::Str("s".into()),
+        Value::Int(0),
+        Value::Int(4),
+    ];
+    // `10 / x` takes the fast path for numbers, Rhai for the string (an error) and 0 (an error).
+    let mut f = compile("10 / x");
+    let mut out = vec![];
+    let (i, e) = f.map_batch("x", xs.clone(), &mut out).unwrap_err();
+    assert_eq!(i, 2);
+    assert_eq!(out, vec![Value::Int(10), Value::Float(4.0)]);
+    assert_eq!(e.element.as_deref(), Some("\"s\""));
+    let mut f = compile("if x > 1 { multivalue([x, x]) } else { () }");
+    let mut out = vec![];
+    f.map_batch("x", vec![Value::Int(1), Value::Int(2)], &mut out)
+        .unwrap();
+    assert_eq!(out, vec![Value::Int(2), Value::Int(2)]);
+    let mut f = compile("x % 2 == 0");
+    let mut out = vec![];
+    f.filter_batch("x", (0..6).map(Value::Int).collect(), &mut out)
+        .unwrap();
+    assert_eq!(out, vec![Value::Int(0), Value::Int(2), Value::Int(4)]);
+    let mut f = compile("x + 1");
+    let mut out = vec![];
+    let (i, e) = f
+        .filter_batch("x", vec![Value::Int(1)], &mut out)
+        .unwrap_err();
+    assert_eq!(i, 0);
+    assert!(e.message.contains("bool"), "{}", e.message);
+}
