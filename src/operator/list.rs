@@ -6,6 +6,7 @@
 
 use std::marker::PhantomData;
 
+use crate::emit::Emit;
 use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
 
@@ -131,20 +132,6 @@ where
             )
         })
     }
-}
-
-fn emit_per_output<U>(emitted: Vec<Vec<U>>, out: &mut Outputs<U>) -> OpResult {
-    if emitted.len() != out.len() {
-        return Err(OpError::new(format!(
-            "iot: emitted has {} arrays for {} outputs",
-            emitted.len(),
-            out.len()
-        )));
-    }
-    for (p, v) in emitted.into_iter().enumerate() {
-        out.put_vec(p, v);
-    }
-    Ok(())
 }
 
 impl Graph {
@@ -300,7 +287,7 @@ impl Graph {
     {
         let op = Iot::new(1, move |p: &[Vec<T>], eos, out: &mut Outputs<U>| {
             let (c, v) = f(&p[0], eos)?;
-            emit_per_output(v, out)?;
+            out.emit_each("iot", v.into_iter().map(Emit::Many).collect())?;
             Ok(vec![c])
         });
         self.add_operator("iot", op, &[s], n)
@@ -440,17 +427,23 @@ mod tests {
     fn iot_with_several_outputs_checks_the_emitted_arrays() {
         let op = Iot::new(1, |p: &[Vec<i64>], _, out: &mut Outputs<i64>| {
             let (ev, od): (Vec<i64>, Vec<i64>) = p[0].iter().partition(|v| *v % 2 == 0);
-            emit_per_output(vec![ev, od], out)?;
+            out.emit_each("iot", vec![ev, od].into_iter().map(Emit::Many).collect())?;
             Ok(vec![p[0].len()])
         });
         let got = run_whole(op, vec![(0..5).collect()], 2).unwrap();
         assert_eq!(got, vec![vec![0, 2, 4], vec![1, 3]]);
         let op = Iot::new(1, |p: &[Vec<i64>], _, out: &mut Outputs<i64>| {
-            emit_per_output(vec![p[0].clone()], out)?;
+            out.emit_each(
+                "iot",
+                vec![p[0].clone()].into_iter().map(Emit::Many).collect(),
+            )?;
             Ok(vec![p[0].len()])
         });
         let e = run_whole(op, vec![vec![1]], 2).unwrap_err();
-        assert_eq!(e.message, "iot: emitted has 1 arrays for 2 outputs");
+        assert_eq!(
+            e.message,
+            "iot: the result has 1 entries; expected 2 (one per output)"
+        );
     }
 
     fn zip_sum() -> impl Operator<In = i64, Out = i64> {

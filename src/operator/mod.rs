@@ -142,6 +142,22 @@ impl<T> Outputs<T> {
         &mut self.ports[port]
     }
 
+    /// Emits entry j of `entries` on output j (split and multi results); `what` names the
+    /// operator family in the error when the number of entries is not the number of outputs.
+    pub fn emit_each(&mut self, what: &str, entries: Vec<Emit<T>>) -> OpResult {
+        if entries.len() != self.ports.len() {
+            return Err(OpError::new(format!(
+                "{what}: the result has {} entries; expected {} (one per output)",
+                entries.len(),
+                self.ports.len()
+            )));
+        }
+        for (p, e) in entries.into_iter().enumerate() {
+            self.emit(p, e);
+        }
+        Ok(())
+    }
+
     /// Takes the buffer of `port`, leaving an empty one with room for as many elements, so an
     /// operator that emits element by element does not regrow its buffer on every batch.
     pub fn take(&mut self, port: usize) -> Vec<T> {

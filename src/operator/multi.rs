@@ -3,7 +3,6 @@
 
 use crate::emit::Emit;
 use crate::operator::merge::{rows, Zip};
-use crate::operator::split::emit_split;
 use crate::operator::{Element, OpError, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
 
@@ -16,7 +15,7 @@ where
 {
     Zip::new(n, move |cols, out: &mut Outputs<U>| {
         for row in rows(cols) {
-            emit_split(f(row)?, out)?;
+            out.emit_each("multi_element", f(row)?)?;
         }
         Ok(())
     })

@@ -10,21 +10,6 @@ use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
-/// Writes a split result (one entry per output) to the outputs; a wrong length is an error.
-pub fn emit_split<U>(entries: Vec<Emit<U>>, out: &mut Outputs<U>) -> OpResult {
-    if entries.len() != out.len() {
-        return Err(OpError::new(format!(
-            "a split result has {} entries; expected {} (one per output)",
-            entries.len(),
-            out.len()
-        )));
-    }
-    for (p, e) in entries.into_iter().enumerate() {
-        out.emit(p, e);
-    }
-    Ok(())
-}
-
 /// Calls a fallible function on each element; entry j of its result goes to output j.
 pub struct SplitElement<T, U, F> {
     f: F,
@@ -50,7 +35,7 @@ where
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
         for x in batch {
-            emit_split((self.f)(x)?, out)?;
+            out.emit_each("split", (self.f)(x)?)?;
         }
         Ok(())
     }
@@ -409,7 +394,7 @@ mod tests {
         let (_, r) = try_run_batched(op, whole(vec![vec![1]]), &[], 2);
         assert_eq!(
             r.unwrap_err().message,
-            "a split result has 1 entries; expected 2 (one per output)"
+            "split: the result has 1 entries; expected 2 (one per output)"
         );
     }
 

@@ -624,20 +624,6 @@ fn try_emit_one<T, U>(
     }
 }
 
-fn emit_each<U>(kind: &str, r: Vec<Emit<U>>, out: &mut Outputs<U>) -> OpResult {
-    if r.len() != out.len() {
-        return Err(OpError::new(format!(
-            "{kind}: fn returned {} entries for {} outputs",
-            r.len(),
-            out.len()
-        )));
-    }
-    for (p, e) in r.into_iter().enumerate() {
-        out.emit(p, e);
-    }
-    Ok(())
-}
-
 impl Graph {
     /// `map_window`: emits `f(window)` for each complete count window.
     ///
@@ -893,7 +879,7 @@ impl Graph {
         self.add_operator(
             "split_window",
             CountWindow::new(count, None, move |w: &[T], out: &mut Outputs<U>| {
-                emit_each("split_window", f(w)?, out)
+                out.emit_each("split_window", f(w)?)
             }),
             &[s],
             n,
@@ -986,7 +972,7 @@ impl Graph {
         let op = MultiWindow::new(
             ins.len(),
             counts,
-            move |ws: &[&[T]], out: &mut Outputs<U>| emit_each("multi_window", f(ws)?, out),
+            move |ws: &[&[T]], out: &mut Outputs<U>| out.emit_each("multi_window", f(ws)?),
         );
         self.add_operator("multi_window", op, ins, n)
     }
@@ -1283,17 +1269,16 @@ mod tests {
             1,
             &[Count::new(1, 1)],
             |ws: &[&[i64]], out: &mut Outputs<i64>| {
-                emit_each(
+                out.emit_each(
                     "multi_window",
                     vec![Emit::One(ws[0][0]), Emit::Skip, Emit::One(1)],
-                    out,
                 )
             },
         );
         let e = run_whole(op, vec![vec![1]], 2).unwrap_err();
         assert!(
             e.message
-                .contains("multi_window: fn returned 3 entries for 2 outputs"),
+                .contains("multi_window: the result has 3 entries; expected 2 (one per output)"),
             "{}",
             e.message
         );
@@ -1301,7 +1286,7 @@ mod tests {
             Count::new(2, 2),
             None,
             |w: &[i64], out: &mut Outputs<i64>| {
-                emit_each("split_window", vec![Emit::One(w[0]), Emit::One(w[1])], out)
+                out.emit_each("split_window", vec![Emit::One(w[0]), Emit::One(w[1])])
             },
         );
         let got = run_whole(op, vec![(0..5).collect()], 2).unwrap();
