@@ -426,7 +426,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             return fail(format!("cannot start the thread that watches workers: {e}"));
         }
     };
-    let live_done = Arc::new(AtomicBool::new(false));
+    let live_done = Arc::new(Done::default());
     let live = live.then(|| {
         let sh = shared.clone();
         let done = live_done.clone();
@@ -465,7 +465,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                 .0;
         }
     }
-    live_done.store(true, Ordering::Release);
+    live_done.set();
     if let Some(l) = live {
         let _ = l.join();
     }
@@ -715,13 +715,39 @@ fn term_width() -> usize {
     100
 }
 
+/// A flag that wakes the threads sleeping between periodic reports as soon as the run is over.
+#[derive(Default)]
+struct Done {
+    flag: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Done {
+    fn set(&self) {
+        *lock(&self.flag) = true;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps up to `d` or until set; true once set.
+    fn wait(&self, d: Duration) -> bool {
+        let g = lock(&self.flag);
+        if *g {
+            return true;
+        }
+        *self
+            .cv
+            .wait_timeout(g, d)
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+    }
+}
+
 /// Shows per-operator counts and rates on one refreshing line of standard error (a terminal)
 /// until `done`; then clears the line.
-fn live_status(sh: Arc<Shared>, done: Arc<AtomicBool>) {
+fn live_status(sh: Arc<Shared>, done: Arc<Done>) {
     let mut last: std::collections::HashMap<String, u64> = Default::default();
     let mut last_t = Instant::now();
-    while !done.load(Ordering::Acquire) {
-        std::thread::sleep(PROGRESS_EVERY);
+    while !done.wait(PROGRESS_EVERY) {
         let now = Instant::now();
         let dt = now.duration_since(last_t).as_secs_f64().max(1e-3);
         last_t = now;
@@ -846,13 +872,12 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
     let mut res = ProcResources { rings, control };
     let part = build_local(&m, &plan, proc, &mut res).map_err(|e| e.to_string())?;
     local.set(part.graph.stop_handle());
-    let done = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(Done::default());
     let progress = to_sup.clone().map(|tx| {
         let local = local.clone();
         let done = done.clone();
         std::thread::spawn(move || {
-            while !done.load(Ordering::Acquire) {
-                std::thread::sleep(PROGRESS_EVERY);
+            while !done.wait(PROGRESS_EVERY) {
                 let counts = local.progress();
                 if tx.send(ToSupervisor::Progress { counts }).is_err() {
                     return;
@@ -904,7 +929,7 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
             Err(_) => errors.push("a link thread panicked".into()),
         }
     }
-    done.store(true, Ordering::Release);
+    done.set();
     if let Some(p) = progress {
         let _ = p.join();
     }
