@@ -1,6 +1,7 @@
 //! The `tributary` command line: `run`, `validate`, `graph`, and the hidden worker role.
 //!
-//! An application that embeds tributary calls [`main`] from its own binary, so the worker
+//! An application that embeds tributary calls [`main`] (or [`main_with`] and its own
+//! operator kinds) from its own binary, so the worker
 //! processes it starts are that binary too.
 
 use std::path::PathBuf;
@@ -9,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::manifest::{self, Manifest};
-use crate::supervisor::process::{run_manifest_with, run_worker, Outcome, RunOptions};
+use crate::registry::Registry;
+use crate::supervisor::process::{run_manifest_with, run_worker_with, Outcome, RunOptions};
 use crate::supervisor::{signals, summary, summary_json};
 
 /// How logs are written to standard error.
@@ -77,8 +79,8 @@ fn init_logs(format: LogFormat) {
     };
 }
 
-fn load(path: &std::path::Path) -> Result<Manifest, ExitCode> {
-    match manifest::load(path) {
+fn load(path: &std::path::Path, reg: &Registry) -> Result<Manifest, ExitCode> {
+    match manifest::load_with(path, &reg.kinds()) {
         Ok(m) => {
             for w in &m.warnings {
                 eprintln!("{w}");
@@ -92,12 +94,18 @@ fn load(path: &std::path::Path) -> Result<Manifest, ExitCode> {
     }
 }
 
-/// The entry point of the `tributary` binary (and of applications that embed it).
+/// The entry point of the `tributary` binary (built-in operator kinds only).
 pub fn main() -> ExitCode {
+    main_with(Registry::default())
+}
+
+/// The entry point of an application's binary that adds its own operator kinds: manifests may
+/// use them, in process groups too (workers re-execute this binary).
+pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     match cli.command {
-        Cmd::Validate { manifest } => match load(&manifest) {
+        Cmd::Validate { manifest } => match load(&manifest, &registry) {
             Ok(m) => {
                 eprintln!(
                     "{}: ok ({} operators, {} groups)",
@@ -109,7 +117,7 @@ pub fn main() -> ExitCode {
             }
             Err(c) => c,
         },
-        Cmd::Graph { manifest } => match load(&manifest) {
+        Cmd::Graph { manifest } => match load(&manifest, &registry) {
             Ok(m) => {
                 print!("{}", crate::supervisor::dot::to_dot(&m));
                 ExitCode::SUCCESS
@@ -117,7 +125,7 @@ pub fn main() -> ExitCode {
             Err(c) => c,
         },
         Cmd::Run { manifest } => {
-            let m = match load(&manifest) {
+            let m = match load(&manifest, &registry) {
                 Ok(m) => m,
                 Err(c) => return c,
             };
@@ -126,6 +134,7 @@ pub fn main() -> ExitCode {
                 stop: None,
                 signals: true,
                 live: true,
+                registry,
             };
             let json = matches!(cli.log_format, LogFormat::Json);
             match run_manifest_with(&m, &opts) {
@@ -160,7 +169,7 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Worker { manifest, group } => match run_worker(&manifest, &group) {
+        Cmd::Worker { manifest, group } => match run_worker_with(&manifest, &group, &registry) {
             Ok(()) => ExitCode::SUCCESS,
             Err(msg) => {
                 // An empty message: the supervisor got the failure and prints it.

@@ -15,6 +15,7 @@ use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
 use crate::operator::checked::OutputCheck;
 use crate::operator::OpError;
 use crate::pipeline::{CycleOverride, Graph, Stream};
+use crate::registry::Registry;
 use crate::script::{Out, ScriptError, ScriptFn};
 use crate::shm::{Ring, ShmRegion};
 use crate::supervisor::plan::Plan;
@@ -279,12 +280,13 @@ fn output_check(ty: StreamType, stream: &str) -> OutputCheck {
     })
 }
 
-/// Builds the part of the manifest that process `proc` runs.
+/// Builds the part of the manifest that process `proc` runs (custom kinds from `reg`).
 pub fn build_local(
     m: &Manifest,
     plan: &Plan,
     proc: usize,
     res: &mut ProcResources,
+    reg: &Registry,
 ) -> Result<LocalPart, BuildError> {
     let mut g = Graph::new();
     let mut relays = vec![];
@@ -372,10 +374,10 @@ pub fn build_local(
             Some(grp) => {
                 let grp = grp.clone();
                 g.with_group(&grp, |g| {
-                    crate::manifest::kinds_build::build_op(g, m, d, &inputs)
+                    crate::manifest::kinds_build::build_op(g, m, d, &inputs, reg)
                 })?
             }
-            None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs)?,
+            None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs, reg)?,
         };
         if let Some(c) = plan.op_cycle[i] {
             let intra = plan.feeds[i]

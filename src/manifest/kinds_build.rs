@@ -11,6 +11,7 @@ use crate::operator::timed::Timed;
 use crate::operator::window::{self, Count};
 use crate::operator::OpError;
 use crate::pipeline::{Graph, Stream};
+use crate::registry::Registry;
 use crate::Value;
 
 /// A window function: a script or a built-in reducer.
@@ -40,12 +41,14 @@ fn typed_values(
         .collect()
 }
 
-/// Adds the operator `d` reading `inputs`; returns its output streams in `out` order.
+/// Adds the operator `d` reading `inputs`; returns its output streams in `out` order. Kinds
+/// that are not built in come from `reg`.
 pub fn build_op(
     g: &mut Graph,
     m: &Manifest,
     d: &OperatorDecl,
     inputs: &[Stream<Value>],
+    reg: &Registry,
 ) -> Result<Vec<Stream<Value>>, BuildError> {
     let one = |s: Stream<Value>| Ok(vec![s]);
     match d.kind.as_str() {
@@ -350,7 +353,10 @@ pub fn build_op(
                 }
             })
         }
-        other => Err(bad(d, format!("the kind `{other}` is not built yet"))),
+        other => match reg.builder(other) {
+            Some(b) => b(g, d, inputs),
+            None => Err(bad(d, format!("the kind `{other}` is not built yet"))),
+        },
     }
 }
 

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::manifest::build::{build_local, ProcResources};
 use crate::manifest::{self, Manifest};
 use crate::pipeline::StopHandle;
+use crate::registry::Registry;
 use crate::run::Report;
 use crate::shm::{Ring, ShmRegion};
 use crate::supervisor::plan::Plan;
@@ -118,6 +119,8 @@ pub struct RunOptions {
     pub signals: bool,
     /// Show live per-operator counts on standard error (only if it is a terminal).
     pub live: bool,
+    /// The application's custom operator kinds (empty: built-ins only).
+    pub registry: Registry,
 }
 
 /// A stop that may come before the run it stops exists.
@@ -395,7 +398,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             .collect(),
         control,
     };
-    let part = match build_local(m, &plan, 0, &mut res) {
+    let part = match build_local(m, &plan, 0, &mut res, &opts.registry) {
         Ok(p) => p,
         Err(e) => {
             shared.kill();
@@ -808,6 +811,11 @@ fn env_fd(name: &str) -> Result<Option<i32>, String> {
 /// SIGINT and SIGTERM (or a `Stop` from the supervisor) stop it gracefully; a second signal
 /// ends it at once.
 pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
+    run_worker_with(path, group, &Registry::default())
+}
+
+/// [`run_worker`] with the application's custom operator kinds.
+pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), String> {
     let local = Arc::new(LateStop::default());
     {
         let local = local.clone();
@@ -843,7 +851,7 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
         }
         Err(_) => None,
     };
-    let m = manifest::load(path).map_err(|d| d.render())?;
+    let m = manifest::load_with(path, &reg.kinds()).map_err(|d| d.render())?;
     let plan = Plan::new(&m);
     let proc = plan
         .proc_index(group)
@@ -870,7 +878,7 @@ pub fn run_worker(path: &Path, group: &str) -> Result<(), String> {
         }
     }
     let mut res = ProcResources { rings, control };
-    let part = build_local(&m, &plan, proc, &mut res).map_err(|e| e.to_string())?;
+    let part = build_local(&m, &plan, proc, &mut res, reg).map_err(|e| e.to_string())?;
     local.set(part.graph.stop_handle());
     let done = Arc::new(Done::default());
     let progress = to_sup.clone().map(|tx| {
