@@ -368,6 +368,11 @@ fn end_to_end(bin: &Path, dir: &Path, placement: &str) -> (f64, f64, u64) {
         first.push(t_first.as_secs_f64() * 1e3);
         total.push(done.as_secs_f64() * 1e3);
         lines = std::fs::read_to_string(&out).unwrap().lines().count() as u64;
+        // z = 2(x + 1) for x in 0..1 M; multiples of 3 among 2, 4, .., 2 M.
+        assert_eq!(
+            lines, 333_333,
+            "tributary run ({placement}) wrote {lines} lines"
+        );
     }
     (median(&mut first), median(&mut total), lines)
 }
