@@ -262,3 +262,87 @@ impl Graph {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::operator::testkit::{chunks, run_batched, whole};
+    use proptest::prelude::*;
+
+    fn map_op() -> impl Operator<In = i64, Out = i64> {
+        MapElement::new(|x: i64| {
+            Ok(if x % 3 == 0 {
+                Emit::Skip
+            } else if x % 3 == 1 {
+                Emit::One(x * 10)
+            } else {
+                Emit::Many(vec![x, x])
+            })
+        })
+    }
+
+    fn filter_op() -> impl Operator<In = i64, Out = i64> {
+        FilterElement {
+            f: |x: &i64| Ok(x % 2 == 0),
+            _t: PhantomData,
+        }
+    }
+
+    #[test]
+    fn map_emits_nothing_one_or_many_per_element() {
+        let got = run_batched(map_op(), whole(vec![vec![0, 1, 2, 3, 4]]), &[], 1);
+        assert_eq!(got, vec![vec![10, 2, 2, 40]]);
+    }
+
+    #[test]
+    fn a_failing_filter_keeps_what_came_before_and_names_the_element() {
+        let op = FilterElement {
+            f: |x: &i64| {
+                if *x == 3 {
+                    Err(OpError::new("three"))
+                } else {
+                    Ok(true)
+                }
+            },
+            _t: PhantomData,
+        };
+        // What the operator wrote before failing stays in its outputs: the actor sends it on.
+        let mut op = op;
+        let mut out = Outputs::new(1);
+        let e = op.on_batch(0, vec![1, 2, 3, 4], &mut out).unwrap_err();
+        assert_eq!(out.take(0), vec![1, 2]);
+        assert_eq!(e.element.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn prepend_emits_its_values_before_any_input_even_with_no_input() {
+        let got = run_batched(Prepend { values: vec![7, 8] }, whole(vec![vec![]]), &[], 1);
+        assert_eq!(got, vec![vec![7, 8]]);
+    }
+
+    proptest! {
+        #[test]
+        fn element_operators_do_not_depend_on_batching(
+            xs in prop::collection::vec(-1000i64..1000, 0..300),
+            sizes in prop::collection::vec(1usize..50, 1..8),
+        ) {
+            let batched = vec![chunks(&xs, &sizes)];
+            prop_assert_eq!(
+                run_batched(map_op(), batched.clone(), &[], 1),
+                run_batched(map_op(), whole(vec![xs.clone()]), &[], 1)
+            );
+            prop_assert_eq!(
+                run_batched(filter_op(), batched.clone(), &[], 1),
+                run_batched(filter_op(), whole(vec![xs.clone()]), &[], 1)
+            );
+            prop_assert_eq!(
+                run_batched(Copy::<i64>(PhantomData), batched.clone(), &[], 3),
+                vec![xs.clone(), xs.clone(), xs.clone()]
+            );
+            let pre = || Prepend { values: vec![-1, -2] };
+            let mut want = vec![-1, -2];
+            want.extend(&xs);
+            prop_assert_eq!(run_batched(pre(), batched, &[], 1), vec![want]);
+        }
+    }
+}
