@@ -176,25 +176,30 @@ impl<T> WindowState<T> {
     }
 
     /// Hands every complete window, in order, to `f`, then drops what is no longer needed.
-    pub fn drain_ready(&mut self, mut f: impl FnMut(&[T]) -> OpResult) -> OpResult
+    pub fn drain_ready(&mut self, f: impl FnMut(&[T]) -> OpResult) -> OpResult
     where
         T: std::fmt::Debug,
     {
-        while self.ready() {
-            let w = self.current();
-            f(w).map_err(|e| e.with_element(&w))?;
-            self.advance();
-        }
-        self.compact();
-        Ok(())
+        self.drain_while(Self::ready, f)
     }
 
     /// End work with flush: every remaining window holding an element, truncated, in order.
-    pub fn drain_partial(&mut self, mut f: impl FnMut(&[T]) -> OpResult) -> OpResult
+    pub fn drain_partial(&mut self, f: impl FnMut(&[T]) -> OpResult) -> OpResult
     where
         T: std::fmt::Debug,
     {
-        while self.has_any() {
+        self.drain_while(Self::has_any, f)
+    }
+
+    fn drain_while(
+        &mut self,
+        more: fn(&Self) -> bool,
+        mut f: impl FnMut(&[T]) -> OpResult,
+    ) -> OpResult
+    where
+        T: std::fmt::Debug,
+    {
+        while more(self) {
             let w = self.current();
             f(w).map_err(|e| e.with_element(&w))?;
             self.advance();
