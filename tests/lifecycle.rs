@@ -118,6 +118,15 @@ fn workers(manifest: &Path) -> Vec<u32> {
     procs_with(&format!("__worker {}", manifest.display()))
 }
 
+/// Asserts that, within 5 s, no process whose command line names manifest `m` remains.
+fn assert_no_process_of(m: &Path) {
+    let needle = m.display().to_string();
+    assert!(
+        wait_for(Duration::from_secs(5), || procs_with(&needle).is_empty()),
+        "a process of the run remains"
+    );
+}
+
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
@@ -164,13 +173,7 @@ fn stop_cleanly(sig: i32, want: i32) {
     }
     assert!(n < 1_000_000_000);
     assert!(err.contains("stream y:"), "no summary: {err}");
-    assert!(
-        wait_for(Duration::from_secs(5), || procs_with(
-            &m.display().to_string()
-        )
-        .is_empty()),
-        "a process of the run remains"
-    );
+    assert_no_process_of(&m);
 }
 
 #[test]
@@ -223,13 +226,7 @@ fn a_worker_killed_by_a_signal_fails_the_run_naming_its_group() {
     assert_ne!(status.code(), None, "the supervisor itself was killed");
     assert!(err.contains("\"p0\""), "the group is not named: {err}");
     assert!(err.contains("SIGKILL"), "the signal is not named: {err}");
-    assert!(
-        wait_for(Duration::from_secs(5), || procs_with(
-            &m.display().to_string()
-        )
-        .is_empty()),
-        "a process of the run remains"
-    );
+    assert_no_process_of(&m);
 }
 
 #[test]
