@@ -11,7 +11,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::manifest::{self, Manifest};
 use crate::registry::Registry;
-use crate::supervisor::process::{run_manifest_with, run_worker_with, Outcome, RunOptions};
+use crate::supervisor::process::{
+    run_manifest_with, run_worker_with, ChaosOptions, Outcome, RunOptions,
+};
 use crate::supervisor::{signals, summary, summary_json};
 
 /// How logs are written to standard error.
@@ -43,6 +45,16 @@ enum Cmd {
     Run {
         /// The manifest (TOML).
         manifest: PathBuf,
+        /// Fault injection: SIGKILL a random worker process this many times during the run
+        /// (to test recovery; 0: off).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        chaos_kills: u32,
+        /// Mean time between injected kills (e.g. 200ms).
+        #[arg(long, default_value = "200ms", value_parser = parse_duration_arg, value_name = "DURATION")]
+        chaos_every: std::time::Duration,
+        /// Seed of the fault injection's random choices (default: from the clock).
+        #[arg(long, value_name = "SEED")]
+        chaos_seed: Option<u64>,
     },
     /// Check a manifest without running it; report every error at once.
     Validate {
@@ -124,7 +136,12 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
             Err(c) => c,
         },
-        Cmd::Run { manifest } => {
+        Cmd::Run {
+            manifest,
+            chaos_kills,
+            chaos_every,
+            chaos_seed,
+        } => {
             let m = match load(&manifest, &registry) {
                 Ok(m) => m,
                 Err(c) => return c,
@@ -135,6 +152,15 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 signals: true,
                 live: true,
                 registry,
+                chaos: (chaos_kills > 0).then(|| {
+                    let seed = chaos_seed.unwrap_or_else(crate::recovery::now_micros);
+                    tracing::info!(seed, kills = chaos_kills, "chaos: fault injection on");
+                    ChaosOptions {
+                        seed,
+                        kills: chaos_kills,
+                        every: chaos_every,
+                    }
+                }),
             };
             let json = matches!(cli.log_format, LogFormat::Json);
             match run_manifest_with(&m, &opts) {
@@ -170,7 +196,11 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         }
         Cmd::Worker { manifest, group } => match run_worker_with(&manifest, &group, &registry) {
-            Ok(()) => ExitCode::SUCCESS,
+            // Stopped by a signal sent to this worker alone: say so to the supervisor.
+            Ok(()) => match signals::received() {
+                Some(sig) => ExitCode::from(signals::exit_status(sig)),
+                None => ExitCode::SUCCESS,
+            },
             Err(msg) => {
                 // An empty message: the supervisor got the failure and prints it.
                 if !msg.is_empty() {
@@ -180,4 +210,8 @@ pub fn main_with(registry: Registry) -> ExitCode {
             }
         },
     }
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    crate::manifest::schema::parse_duration(s)
 }

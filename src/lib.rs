@@ -14,6 +14,7 @@ pub mod link;
 pub mod manifest;
 pub mod operator;
 pub mod pipeline;
+pub mod recovery;
 pub mod registry;
 pub mod run;
 pub mod script;

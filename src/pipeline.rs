@@ -121,10 +121,10 @@ pub enum RunError {
     Graph(#[from] GraphError),
     /// One or more operators failed.
     #[error("{}", .0.iter().map(|f| f.to_string()).collect::<Vec<_>>().join("; "))]
-    Failed(Vec<OperatorFailure>, Report),
+    Failed(Vec<OperatorFailure>, Box<Report>),
     /// The run was stopped through a [`StopHandle`] before it finished.
     #[error("the run was stopped before it finished")]
-    Stopped(Report),
+    Stopped(Box<Report>),
     /// The actor system could not start.
     #[error("could not start the runtime: {0}")]
     Runtime(String),
@@ -915,10 +915,10 @@ impl Runner {
             Err(_) => return Err(RunError::Runtime("the runtime thread panicked".into())),
         }
         if !failures.is_empty() {
-            return Err(RunError::Failed(failures, report));
+            return Err(RunError::Failed(failures, Box::new(report)));
         }
         if !run.all_done() {
-            return Err(RunError::Stopped(report));
+            return Err(RunError::Stopped(Box::new(report)));
         }
         Ok(report)
     }

@@ -43,6 +43,9 @@ pub struct Report {
     pub notes: Vec<(String, String)>,
     /// Wall time of the run.
     pub wall: Duration,
+    /// Restarts per group, one line each (how often, why, recovery time).
+    #[serde(default)]
+    pub restarts: Vec<String>,
 }
 
 impl Report {

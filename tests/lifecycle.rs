@@ -1,13 +1,15 @@
 //! The life of a run across processes, with the real binary: signals stop it cleanly, no
-//! process outlives the supervisor, a dead worker fails the run, the summary covers every
+//! process outlives the supervisor, a dead temporary worker fails the run, the summary covers every
 //! process, drops are counted, memory stays bounded under a slow sink.
 //!
 //! Timeouts are generous (a loaded 2-core machine); nothing asserts a speed.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
+
+use common::*;
 
 /// A manifest of a very long run: a range of 10^9 through a slow map in process group `p0`,
 /// written by a file sink in the supervisor.
@@ -42,106 +44,6 @@ op = "sink.file"
 in = "y"
 path = "out/y.txt"
 "#;
-
-fn write_manifest(dir: &Path, text: &str) -> PathBuf {
-    let p = dir.join("pipeline.toml");
-    std::fs::write(&p, text).unwrap();
-    p
-}
-
-fn start(manifest: &Path, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tributary"))
-        .args(extra)
-        .arg("run")
-        .arg(manifest)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// Waits for `child` to exit (at most `limit`), then returns its status and standard error.
-fn finish(mut child: Child, limit: Duration) -> (ExitStatus, String) {
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the run did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    (status, err)
-}
-
-/// Live processes (not zombies) whose command line mentions `needle`.
-fn procs_with(needle: &str) -> Vec<u32> {
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        if !cmd.contains(needle) {
-            continue;
-        }
-        let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .map(|x| x.1.trim_start().starts_with('Z'))
-                    .unwrap_or(false)
-            })
-            .unwrap_or(true);
-        if !zombie {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// The worker processes of the run of `manifest`.
-fn workers(manifest: &Path) -> Vec<u32> {
-    procs_with(&format!("__worker {}", manifest.display()))
-}
-
-/// Asserts that, within 5 s, no process whose command line names manifest `m` remains.
-fn assert_no_process_of(m: &Path) {
-    let needle = m.display().to_string();
-    assert!(
-        wait_for(Duration::from_secs(5), || procs_with(&needle).is_empty()),
-        "a process of the run remains"
-    );
-}
-
-fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    cond()
-}
-
-fn signal(pid: u32, sig: i32) {
-    // SAFETY: kill(2) on a process this test started.
-    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
-}
 
 /// Starts the long run, lets it make progress, sends `sig`, and checks a clean stop.
 fn stop_cleanly(sig: i32, want: i32) {
@@ -208,9 +110,15 @@ fn no_process_outlives_a_supervisor_killed_with_sigkill() {
 }
 
 #[test]
-fn a_worker_killed_by_a_signal_fails_the_run_naming_its_group() {
+fn a_temporary_worker_killed_by_a_signal_fails_the_run_naming_its_group() {
     let dir = tempfile::tempdir().unwrap();
-    let m = write_manifest(dir.path(), LONG);
+    let m = write_manifest(
+        dir.path(),
+        &LONG.replace(
+            "placement = \"process\"",
+            "placement = \"process\"\nrestart = \"temporary\"",
+        ),
+    );
     let child = start(&m, &[]);
     assert!(
         wait_for(Duration::from_secs(60), || !workers(&m).is_empty()),
@@ -226,6 +134,7 @@ fn a_worker_killed_by_a_signal_fails_the_run_naming_its_group() {
     assert_ne!(status.code(), None, "the supervisor itself was killed");
     assert!(err.contains("\"p0\""), "the group is not named: {err}");
     assert!(err.contains("SIGKILL"), "the signal is not named: {err}");
+    assert!(err.contains("temporary: not restarted"), "{err}");
     assert_no_process_of(&m);
 }
 
@@ -265,6 +174,8 @@ path = "out/y.txt"
     assert_eq!(status.code(), Some(1), "stderr: {err}");
     assert!(err.contains("picky"), "the operator is not named: {err}");
     assert!(err.contains("no fives"), "the message is missing: {err}");
+    // A script error is an operator failure: retried per the default policy, then given up.
+    assert!(err.contains("group \"p0\" failed 6 times"), "{err}");
     let text = std::fs::read_to_string(dir.path().join("out/y.txt")).unwrap();
     for (i, line) in text.lines().enumerate() {
         assert_eq!(line, i.to_string(), "not a prefix of the expected output");

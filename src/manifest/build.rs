@@ -15,6 +15,7 @@ use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
 use crate::operator::checked::OutputCheck;
 use crate::operator::OpError;
 use crate::pipeline::{CycleOverride, Graph, Stream};
+use crate::recovery::Slot;
 use crate::registry::Registry;
 use crate::script::{Out, ScriptError, ScriptFn};
 use crate::shm::{Ring, ShmRegion};
@@ -51,6 +52,8 @@ pub struct ProcResources {
     pub rings: Vec<Option<ShmRegion>>,
     /// Counters of cycles spanning processes, one `i64` each.
     pub control: Option<Arc<ShmRegion>>,
+    /// Recovery slots, one `u64` per operator of the manifest (see [`crate::recovery`]).
+    pub slots: Option<Arc<ShmRegion>>,
 }
 
 /// A process's part of a manifest, ready to run.
@@ -370,14 +373,25 @@ pub fn build_local(
             })
             .collect();
         g.name_next(&d.name);
+        let slot = res.slots.as_ref().map(|region| {
+            let owner: Arc<dyn Send + Sync> = region.clone();
+            // SAFETY: the region holds one aligned u64 per operator of the manifest and lives
+            // as long as `owner`; it is only accessed through atomics.
+            unsafe {
+                Slot::shared(
+                    (region.as_ptr() as *const std::sync::atomic::AtomicU64).add(i),
+                    owner,
+                )
+            }
+        });
         let outs = match d.group.as_ref().and_then(|gn| groups.get(gn)) {
             Some(grp) => {
                 let grp = grp.clone();
                 g.with_group(&grp, |g| {
-                    crate::manifest::kinds_build::build_op(g, m, d, &inputs, reg)
+                    crate::manifest::kinds_build::build_op(g, m, d, &inputs, reg, slot)
                 })?
             }
-            None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs, reg)?,
+            None => crate::manifest::kinds_build::build_op(&mut g, m, d, &inputs, reg, slot)?,
         };
         if let Some(c) = plan.op_cycle[i] {
             let intra = plan.feeds[i]

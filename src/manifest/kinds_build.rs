@@ -5,12 +5,14 @@ use crate::manifest::build::{typecheck, BuildError, Func};
 use crate::manifest::schema::{Format as MFormat, StreamType};
 use crate::manifest::schema::{Manifest, OperatorDecl};
 use crate::manifest::script_ops::ScriptBatch;
-use crate::operator::exec::ExecCommand;
+use crate::operator::exec::{ExecCommand, ExecSink};
+use crate::operator::sink::WriteSink;
 use crate::operator::source::{FileSource, Format, IterSource, OnError, SourceFn, TypeCheck};
 use crate::operator::timed::Timed;
 use crate::operator::window::{self, Count};
 use crate::operator::OpError;
 use crate::pipeline::{Graph, Stream};
+use crate::recovery::{SkipWritten, Slot};
 use crate::registry::Registry;
 use crate::Value;
 
@@ -49,6 +51,7 @@ pub fn build_op(
     d: &OperatorDecl,
     inputs: &[Stream<Value>],
     reg: &Registry,
+    slot: Option<Slot>,
 ) -> Result<Vec<Stream<Value>>, BuildError> {
     let one = |s: Stream<Value>| Ok(vec![s]);
     match d.kind.as_str() {
@@ -59,7 +62,7 @@ pub fn build_op(
                 .unwrap_or_default();
             let vals = typed_values(m, d, vals)?;
             let src = IterSource::new(vals.into_iter());
-            one(g.source_paced("source.list", src, d.interval()))
+            one(g.source_paced_clocked("source.list", src, d.interval(), slot))
         }
         "source.range" => {
             let start = d.get_i64("start").unwrap_or(0);
@@ -71,7 +74,7 @@ pub fn build_op(
                 step,
             };
             let src = IterSource::new(it.map(Value::Int));
-            one(g.source_paced("source.range", src, d.interval()))
+            one(g.source_paced_clocked("source.range", src, d.interval(), slot))
         }
         "map_element" | "filter_element" if d.state.is_none() => {
             let (f, file) = func(m, d)?.into_parts();
@@ -130,7 +133,7 @@ pub fn build_op(
                 let e = f.call(&mut b)?;
                 check_emit(ty, e, &name)
             });
-            one(g.source_paced("source_fn", src, d.interval()))
+            one(g.source_paced_clocked("source_fn", src, d.interval(), slot))
         }
         "source.file" | "source.stdin" => {
             let (on_error, tc) = line_checks(m, d);
@@ -141,14 +144,18 @@ pub fn build_op(
                 }
                 _ => FileSource::stdin(src_format(d), on_error, tc),
             };
-            one(g.source_paced(&d.kind, src, d.interval()))
+            one(g.source_paced_clocked(&d.kind, src, d.interval(), slot))
         }
         "source.exec" => {
             let (on_error, tc) = line_checks(m, d);
             one(g.source_exec(exec_command(m, d), on_error, tc, d.interval()))
         }
         "sink.exec" => {
-            g.sink_exec(&inputs[0], exec_command(m, d));
+            let sink = ExecSink::new(exec_command(m, d));
+            match slot {
+                Some(s) => g.add_sink("sink.exec", SkipWritten::new(sink, s), &[&inputs[0]]),
+                None => g.add_sink("sink.exec", sink, &[&inputs[0]]),
+            }
             Ok(vec![])
         }
         "sink.file" => {
@@ -157,7 +164,11 @@ pub fn build_op(
             Ok(vec![])
         }
         "sink.stdout" => {
-            g.sink_stdout(&inputs[0], sink_format(d));
+            let sink = WriteSink::stdout(sink_format(d));
+            match slot {
+                Some(s) => g.add_sink("sink.stdout", SkipWritten::new(sink, s), &[&inputs[0]]),
+                None => g.add_sink("sink.stdout", sink, &[&inputs[0]]),
+            }
             Ok(vec![])
         }
         "map_list" => {

@@ -14,6 +14,7 @@ use crate::emit::{Emit, IntoEmit};
 use crate::link::local::{Channel, End, LinkConfig, Overflow};
 use crate::operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
+use crate::recovery::{now_micros, Slot};
 use crate::value::Value;
 
 /// The format of a file source or sink: one element per line.
@@ -151,12 +152,30 @@ where
 pub struct Paced<O> {
     inner: O,
     interval: Duration,
+    /// Where the time of the first element is kept across restarts (if anywhere).
+    clock: Option<Slot>,
+    /// The time of the first element, in microseconds since the Unix epoch.
+    t0: u64,
+    /// Elements emitted since `t0` (replayed ones included).
+    emitted: u64,
 }
 
 impl<O: Operator> Paced<O> {
     /// `inner`, with `interval` between its elements.
     pub fn new(inner: O, interval: Duration) -> Self {
-        Paced { inner, interval }
+        Paced {
+            inner,
+            interval,
+            clock: None,
+            t0: 0,
+            emitted: 0,
+        }
+    }
+
+    /// Keeps the schedule in `clock`: a restarted source emits what is already due at once.
+    pub fn with_clock(mut self, clock: Option<Slot>) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -174,10 +193,29 @@ impl<O: Operator> Operator for Paced<O> {
         } else {
             out.port_mut(0).len()
         };
+        if self.t0 == 0 {
+            self.t0 = match &self.clock {
+                Some(c) if c.get() != 0 => c.get(),
+                _ => {
+                    let now = now_micros();
+                    if let Some(c) = &self.clock {
+                        c.set(now);
+                    }
+                    now
+                }
+            };
+        }
         let g = self.inner.generate(out, 1)?;
         let emitted = !out.is_empty() && out.port_mut(0).len() > before;
+        if !emitted {
+            return Ok(g);
+        }
+        self.emitted += 1;
+        // The next element is due `emitted` intervals after the first.
+        let due = self.t0 as u128 + self.interval.as_micros() * self.emitted as u128;
+        let now = now_micros() as u128;
         Ok(match g {
-            Gen::More if emitted => Gen::Wait(self.interval),
+            Gen::More if due > now => Gen::Wait(Duration::from_micros((due - now) as u64)),
             g => g,
         })
     }
@@ -545,8 +583,19 @@ impl Graph {
         op: O,
         interval: Option<Duration>,
     ) -> Stream<O::Out> {
+        self.source_paced_clocked(kind, op, interval, None)
+    }
+
+    /// [`Graph::source_paced`] whose schedule survives restarts through `clock`.
+    pub fn source_paced_clocked<O: Operator>(
+        &mut self,
+        kind: &str,
+        op: O,
+        interval: Option<Duration>,
+        clock: Option<Slot>,
+    ) -> Stream<O::Out> {
         match interval {
-            Some(d) => self.add_unary(kind, Paced::new(op, d), &[]),
+            Some(d) => self.add_unary(kind, Paced::new(op, d).with_clock(clock), &[]),
             None => self.add_unary(kind, op, &[]),
         }
     }
@@ -886,12 +935,44 @@ mod tests {
         let d = Duration::from_millis(5);
         let mut src = Paced::new(IterSource::new(vec![1, 2].into_iter()), d);
         let mut out = Outputs::new(1);
-        assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Wait(d));
+        let waits = |g: Gen| matches!(g, Gen::Wait(w) if w <= d && w > Duration::ZERO);
+        assert!(waits(src.generate(&mut out, 1024).unwrap()));
         assert_eq!(out.take(0), vec![1]);
-        assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Wait(d));
+        std::thread::sleep(d);
+        let g = src.generate(&mut out, 1024).unwrap();
+        assert!(waits(g) || g == Gen::More, "{g:?}");
         assert_eq!(out.take(0), vec![2]);
         assert_eq!(src.generate(&mut out, 1024).unwrap(), Gen::Done);
         assert!(out.take(0).is_empty());
+    }
+
+    #[test]
+    fn a_restarted_paced_source_catches_up_with_its_first_schedule() {
+        let d = Duration::from_millis(100);
+        let clock = Slot::local();
+        // The first attempt started 1 s ago: ten elements are overdue.
+        clock.set(now_micros() - 1_000_000);
+        let mut src = Paced::new(IterSource::new(0..20), d).with_clock(Some(clock.clone()));
+        let mut out = Outputs::new(1);
+        for i in 0..9 {
+            assert_eq!(
+                src.generate(&mut out, 1024).unwrap(),
+                Gen::More,
+                "element {i}"
+            );
+        }
+        assert_eq!(out.take(0), (0..9).collect::<Vec<_>>());
+        // Element 10 is due 1 s after the first: it still waits.
+        src.generate(&mut out, 1024).unwrap();
+        assert!(matches!(
+            src.generate(&mut out, 1024).unwrap(),
+            Gen::Wait(_)
+        ));
+        // A new source records its start for the attempts after it.
+        let fresh = Slot::local();
+        let mut src = Paced::new(IterSource::new(0..2), d).with_clock(Some(fresh.clone()));
+        src.generate(&mut out, 1).unwrap();
+        assert!(fresh.get() > 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod dot;
 pub mod plan;
 pub mod process;
+pub mod restart;
 pub mod signals;
 
 use crate::manifest::Manifest;
@@ -76,6 +77,12 @@ pub fn summary(r: &Report) -> String {
     if r.total_drops() > 0 {
         s.push_str(&format!("; {} dropped", r.total_drops()));
     }
+    if r.restarts.is_empty() {
+        s.push_str("; no restarts");
+    }
+    for line in &r.restarts {
+        s.push_str(&format!("\n  {line}"));
+    }
     for (name, n) in &r.streams {
         s.push_str(&format!("\n  stream {name}: {n} elements"));
         if let Some((_, d)) = r.drops.iter().find(|x| &x.0 == name) {
@@ -115,6 +122,7 @@ pub fn summary_json(r: &Report, status: &str, error: Option<&str>) -> String {
         "streams": pairs(&r.streams),
         "drops": pairs(&r.drops),
         "notes": notes,
+        "restarts": r.restarts,
     });
     if let Some(e) = error {
         v["error"] = serde_json::Value::from(e);

@@ -20,12 +20,14 @@ use ipc_channel::ipc::{self, IpcOneShotServer, IpcSender};
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::build::{build_local, ProcResources};
+use crate::manifest::schema::Restart;
 use crate::manifest::{self, Manifest};
 use crate::pipeline::StopHandle;
 use crate::registry::Registry;
 use crate::run::Report;
 use crate::shm::{Ring, ShmRegion};
 use crate::supervisor::plan::Plan;
+use crate::supervisor::restart::{Cause, Decision, Failure, Policy, Restarts, SUPERVISOR_GROUP};
 use crate::supervisor::signals::{self, SignalEvent};
 use crate::RunError;
 
@@ -35,6 +37,8 @@ const RING_BYTES: usize = 1 << 20;
 const ENV_FD_BASE: &str = "TRIBUTARY_FD_BASE";
 /// The environment variable that tells a worker the descriptor of the cycle counters.
 const ENV_CONTROL_FD: &str = "TRIBUTARY_CONTROL_FD";
+/// The environment variable that tells a worker the descriptor of the recovery slots.
+const ENV_SLOTS_FD: &str = "TRIBUTARY_SLOTS_FD";
 /// The environment variable that tells a worker the name of its control server.
 const ENV_IPC: &str = "TRIBUTARY_IPC";
 /// How often workers report their counts, and the live status refreshes.
@@ -121,6 +125,74 @@ pub struct RunOptions {
     pub live: bool,
     /// The application's custom operator kinds (empty: built-ins only).
     pub registry: Registry,
+    /// Fault injection: kill random workers while the run goes on.
+    pub chaos: Option<ChaosOptions>,
+}
+
+/// Fault injection for testing recovery: SIGKILL a random worker process at random times.
+#[derive(Clone, Debug)]
+pub struct ChaosOptions {
+    /// Seed of the random choices (the same seed makes the same choices).
+    pub seed: u64,
+    /// How many kills at most over the whole run.
+    pub kills: u32,
+    /// Mean time between kills (each delay is uniform in [0.5, 1.5] times this).
+    pub every: Duration,
+}
+
+/// The state of the fault injection of one run (it spans attempts).
+struct ChaosState {
+    opts: ChaosOptions,
+    rng: Mutex<u64>,
+    done: std::sync::atomic::AtomicU32,
+}
+
+impl ChaosState {
+    fn new(opts: ChaosOptions) -> Self {
+        ChaosState {
+            rng: Mutex::new(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
+            opts,
+            done: Default::default(),
+        }
+    }
+
+    /// A pseudo-random number (splitmix64).
+    fn next(&self) -> u64 {
+        let mut s = lock(&self.rng);
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Kills a random started worker after each random delay until the kills run out or `done`.
+fn chaos_loop(sh: Arc<Shared>, c: Arc<ChaosState>, done: Arc<Done>) {
+    loop {
+        if c.done.load(Ordering::Acquire) >= c.opts.kills {
+            return;
+        }
+        let every = c.opts.every.as_micros().max(1) as u64;
+        let delay = Duration::from_micros(every / 2 + c.next() % every);
+        if done.wait(delay) {
+            return;
+        }
+        let ws = lock(&sh.workers);
+        let live: Vec<usize> = (0..ws.len())
+            .filter(|&i| ws[i].exit.is_none() && ws[i].control.is_some())
+            .collect();
+        if live.is_empty() {
+            continue;
+        }
+        let w = &ws[live[(c.next() % live.len() as u64) as usize]];
+        let pid = w.child.id();
+        // SAFETY: plain syscall on a child that has not been reaped (exit is None under the lock).
+        if unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) } == 0 {
+            let n = c.done.fetch_add(1, Ordering::AcqRel) + 1;
+            tracing::warn!(group = %w.group, pid, kill = n, "chaos: killed the worker with SIGKILL");
+        }
+    }
 }
 
 /// A stop that may come before the run it stops exists.
@@ -173,6 +245,8 @@ struct Worker {
     progress: Vec<(String, u64)>,
     report: Option<Report>,
     failure: Option<String>,
+    /// The failure was a data error (not retried).
+    data_error: bool,
     /// The control channel is closed (or never opened): no more messages will come.
     closed: bool,
 }
@@ -185,12 +259,47 @@ struct Shared {
     changed: Condvar,
     /// The workers' process group (0 before the first worker starts).
     pgid: AtomicI32,
-    /// A worker died (or could not be waited for): the run failed, everything was killed.
-    fatal: Mutex<Option<String>>,
+    /// A worker died (or could not be waited for): the attempt failed, everything was killed.
+    fatal: Mutex<Option<Failure>>,
+    /// A person (a signal) or the embedding application asked the run to stop.
+    user_stopped: AtomicBool,
     local: LateStop,
 }
 
 impl Shared {
+    /// Forgets the previous attempt's workers (all reaped) before the next one starts.
+    fn reset(&self) {
+        lock(&self.workers).clear();
+        self.pgid.store(0, Ordering::Release);
+        *lock(&self.fatal) = None;
+        // A stop the last attempt made on its own (after a failure) does not carry over.
+        let user = self.stop_requested();
+        self.local.requested.store(user, Ordering::Release);
+        *lock(&self.local.handle) = None;
+    }
+
+    /// Stops the run for good: no restart follows.
+    fn user_stop(&self) {
+        self.user_stopped.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.user_stopped.load(Ordering::Acquire)
+    }
+
+    /// Sleeps up to `d`, waking early when a stop is requested; true if one was.
+    fn wait_stop(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stop_requested() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5).min(until - Instant::now()));
+        }
+        self.stop_requested()
+    }
+
     /// Stops every part of the run gracefully.
     fn stop(&self) {
         self.local.stop();
@@ -244,10 +353,15 @@ pub fn run_manifest(m: &Manifest, stop: Option<StopHandle>) -> Outcome {
     )
 }
 
-/// Runs a validated manifest with options (signals, live status).
+/// Runs a validated manifest with options (signals, live status, chaos).
 ///
 /// Call it from the main thread (or one that outlives the run): workers die with the thread
 /// that started them (PR_SET_PDEATHSIG).
+///
+/// A failure that the restart policy of its group allows to retry replays the whole pipeline
+/// from its sources, after the policy's backoff: files are written again from the start, and
+/// sinks that cannot rewind (standard output, commands) skip what they already wrote, so a
+/// deterministic pipeline ends with the outputs of a run without failures.
 pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     let plan = Plan::new(m);
     let started = Instant::now();
@@ -257,7 +371,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     if opts.signals {
         let sh = shared.clone();
         let installed = signals::install(move |ev| match ev {
-            SignalEvent::Stop(_) => sh.stop(),
+            SignalEvent::Stop(_) => sh.user_stop(),
             SignalEvent::Kill(sig) => {
                 sh.kill();
                 if live {
@@ -271,6 +385,150 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             return fail(format!("cannot install the signal handlers: {e}"));
         }
     }
+    if let Some(s) = opts.stop.clone() {
+        // Forward an outside stop to every part of the run.
+        let sh = shared.clone();
+        std::thread::spawn(move || {
+            while !s.is_stopped() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sh.user_stop();
+        });
+    }
+    // What survives restarts: one slot per operator (sinks' written counts, sources' clocks).
+    let slots = match ShmRegion::create("tributary-slots", m.operators.len().max(1) * 8) {
+        Ok(r) => Arc::new(r),
+        Err(e) => return fail(format!("cannot create the recovery slots: {e}")),
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            return fail(format!(
+                "cannot find this program's executable to start workers: {e}"
+            ))
+        }
+    };
+    let live_done = Arc::new(Done::default());
+    let live = live.then(|| {
+        let sh = shared.clone();
+        let done = live_done.clone();
+        std::thread::spawn(move || live_status(sh, done))
+    });
+    let chaos = opts.chaos.clone().map(|c| Arc::new(ChaosState::new(c)));
+    // A source that cannot replay its input makes a restart unable to repeat the run.
+    let no_replay = m
+        .operators
+        .iter()
+        .find(|o| matches!(o.kind.as_str(), "source.stdin" | "source.exec"));
+    let mut restarts = Restarts::default();
+    let mut recovering: Option<(String, Instant)> = None;
+    let outcome = loop {
+        let ctx = AttemptCtx {
+            m,
+            plan: &plan,
+            opts,
+            shared: &shared,
+            slots: &slots,
+            exe: &exe,
+            chaos: chaos.clone(),
+        };
+        let (outcome, failure) = run_attempt(&ctx, &mut recovering, &mut restarts);
+        let Some(failure) = failure else {
+            break outcome;
+        };
+        if shared.stop_requested() {
+            break outcome;
+        }
+        let policy = Policy::for_group(m, &failure.group);
+        let decision = match no_replay {
+            Some(src)
+                if policy.restart != Restart::Temporary && failure.cause != Cause::DataError =>
+            {
+                Decision::GiveUp(format!(
+                    "{}\nnot restarted: source \"{}\" ({}) cannot replay its input",
+                    failure.message, src.name, src.kind
+                ))
+            }
+            _ => restarts.decide(&failure, &policy, Instant::now()),
+        };
+        match decision {
+            Decision::Restart(delay) => {
+                tracing::warn!(
+                    group = %failure.group,
+                    cause = failure.cause.label(),
+                    delay_ms = delay.as_millis() as u64,
+                    "{}; restarting the pipeline from its sources",
+                    failure.message.lines().next().unwrap_or_default()
+                );
+                recovering = Some((failure.group.clone(), Instant::now()));
+                if shared.wait_stop(delay) {
+                    break outcome;
+                }
+            }
+            Decision::Ignore => break outcome,
+            Decision::GiveUp(message) => {
+                let report = match outcome {
+                    Outcome::Failed { report, .. }
+                    | Outcome::Success(report)
+                    | Outcome::Stopped { report, .. } => report,
+                };
+                break Outcome::Failed { message, report };
+            }
+        }
+    };
+    live_done.set();
+    if let Some(l) = live {
+        let _ = l.join();
+    }
+    let lines = restarts.summary_lines();
+    let with_restarts = |mut r: Report| {
+        r.restarts = lines.clone();
+        r.wall = started.elapsed();
+        r
+    };
+    match outcome {
+        Outcome::Success(r) => Outcome::Success(with_restarts(r)),
+        Outcome::Stopped { report, signal } => Outcome::Stopped {
+            report: with_restarts(report),
+            signal,
+        },
+        Outcome::Failed { message, report } => Outcome::Failed {
+            message,
+            report: with_restarts(report),
+        },
+    }
+}
+
+/// What every attempt of a run shares.
+struct AttemptCtx<'a> {
+    m: &'a Manifest,
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    shared: &'a Arc<Shared>,
+    slots: &'a Arc<ShmRegion>,
+    exe: &'a Path,
+    chaos: Option<Arc<ChaosState>>,
+}
+
+/// One attempt of the run: rings, workers and the local part, from the sources to the sinks.
+/// Returns how it ended and, if it failed, the failure the restart policy decides about.
+fn run_attempt(
+    ctx: &AttemptCtx,
+    recovering: &mut Option<(String, Instant)>,
+    restarts: &mut Restarts,
+) -> (Outcome, Option<Failure>) {
+    let AttemptCtx {
+        m,
+        plan,
+        opts,
+        shared,
+        slots,
+        exe,
+        ..
+    } = *ctx;
+    let started = Instant::now();
+    shared.reset();
+    let fail = |msg: String| (fail(msg), None);
     // Shared memory: one ring per link that crosses processes, one counter per cycle spanning them.
     let mut rings = Vec::with_capacity(plan.rings.len());
     for r in &plan.rings {
@@ -300,21 +558,14 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         }
     };
     // Workers: the same executable in the worker role, one per process group.
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            return fail(format!(
-                "cannot find this program's executable to start workers: {e}"
-            ))
-        }
-    };
     let fd_base = rings
         .iter()
         .map(|r| r.fd().as_raw_fd())
         .chain(control.iter().map(|c| c.fd().as_raw_fd()))
+        .chain(std::iter::once(slots.fd().as_raw_fd()))
         .max()
         .unwrap_or(2)
-        + 2;
+        + 3;
     let mut control_threads = vec![];
     for (p, name) in plan.procs.iter().enumerate().skip(1) {
         let (server, server_name) = match IpcOneShotServer::<ToSupervisor>::new() {
@@ -326,7 +577,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                 ));
             }
         };
-        let mut cmd = Command::new(&exe);
+        let mut cmd = Command::new(exe);
         cmd.arg("__worker")
             .arg(&m.path)
             .arg(name)
@@ -346,6 +597,8 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             c.pass_to_child(&mut cmd, fd_base - 1);
             cmd.env(ENV_CONTROL_FD, (fd_base - 1).to_string());
         }
+        slots.pass_to_child(&mut cmd, fd_base - 2);
+        cmd.env(ENV_SLOTS_FD, (fd_base - 2).to_string());
         for (ri, r) in plan.rings.iter().enumerate() {
             if plan.op_proc[r.producer] == p || plan.op_proc[r.consumer] == p {
                 rings[ri].pass_to_child(&mut cmd, fd_base + ri as i32);
@@ -376,6 +629,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                 progress: vec![],
                 report: None,
                 failure: None,
+                data_error: false,
                 closed: false,
             });
             ws.len() - 1
@@ -397,8 +651,9 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             })
             .collect(),
         control,
+        slots: Some(slots.clone()),
     };
-    let part = match build_local(m, &plan, 0, &mut res, &opts.registry) {
+    let part = match build_local(m, plan, 0, &mut res, &opts.registry) {
         Ok(p) => p,
         Err(e) => {
             shared.kill();
@@ -406,21 +661,18 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         }
     };
     shared.local.set(part.graph.stop_handle());
-    if let Some(s) = opts.stop.clone() {
-        // Forward an outside stop to every part of the run.
-        let sh = shared.clone();
-        std::thread::spawn(move || {
-            while !s.is_stopped() {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            sh.stop();
-        });
-    }
+    // Groups whose clean shutdown (a signal sent to them alone) is not restarted.
+    let ignore_shutdown: Vec<String> = m
+        .groups
+        .iter()
+        .filter(|g| g.restart != Restart::Permanent)
+        .map(|g| g.name.clone())
+        .collect();
     let watcher = {
         let sh = shared.clone();
         std::thread::Builder::new()
             .name("tributary-watch".into())
-            .spawn(move || watch(sh))
+            .spawn(move || watch(sh, ignore_shutdown))
     };
     let watcher = match watcher {
         Ok(w) => w,
@@ -429,11 +681,24 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             return fail(format!("cannot start the thread that watches workers: {e}"));
         }
     };
-    let live_done = Arc::new(Done::default());
-    let live = live.then(|| {
+    let attempt_done = Arc::new(Done::default());
+    let chaos = ctx.chaos.clone().map(|c| {
         let sh = shared.clone();
-        let done = live_done.clone();
-        std::thread::spawn(move || live_status(sh, done))
+        let done = attempt_done.clone();
+        std::thread::spawn(move || chaos_loop(sh, c, done))
+    });
+    let recovery = recovering.take().map(|(group, since)| {
+        // The restarted pipeline counts as recovered once every worker said hello.
+        let sh = shared.clone();
+        let done = attempt_done.clone();
+        std::thread::spawn(move || {
+            while !done.wait(Duration::from_millis(1)) {
+                if lock(&sh.workers).iter().all(|w| w.control.is_some()) {
+                    return Some((group, since.elapsed()));
+                }
+            }
+            None
+        })
     });
     let result = part.graph.run();
     if matches!(result, Err(RunError::Failed(..))) {
@@ -455,6 +720,14 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         }
     }
     let _ = watcher.join();
+    attempt_done.set();
+    if let Some(c) = chaos {
+        let _ = c.join();
+    }
+    if let Some(Ok(Some((group, took)))) = recovery.map(|h| h.join()) {
+        tracing::info!(group = %group, ms = took.as_millis() as u64, "recovered");
+        restarts.recovered(&group, took);
+    }
     let fatal = lock(&shared.fatal).clone();
     // Give each control channel a moment to deliver the worker's last report.
     {
@@ -468,16 +741,31 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                 .0;
         }
     }
-    live_done.set();
-    if let Some(l) = live {
-        let _ = l.join();
-    }
     // One report for the whole run.
     let mut parts = vec![];
+    let mut failure = None;
     match result {
-        Ok(r) | Err(RunError::Stopped(r)) => parts.push(r),
+        Ok(r) => parts.push(r),
+        Err(RunError::Stopped(r)) => parts.push(*r),
         Err(RunError::Failed(f, r)) => {
-            parts.push(r);
+            parts.push(*r);
+            if let Some(first) = f.first() {
+                let group = m
+                    .operators
+                    .iter()
+                    .find(|o| o.name == first.operator)
+                    .and_then(|o| o.group.clone())
+                    .unwrap_or_else(|| SUPERVISOR_GROUP.to_string());
+                failure = Some(Failure {
+                    group,
+                    cause: if first.error.data_error {
+                        Cause::DataError
+                    } else {
+                        Cause::OperatorFailed
+                    },
+                    message: first.to_string(),
+                });
+            }
             errors.extend(f.iter().map(|x| x.to_string()));
         }
         Err(e) => errors.push(e.to_string()),
@@ -503,27 +791,45 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         }
         if let Some(f) = &w.failure {
             errors.push(f.clone());
+            if failure.is_none() {
+                failure = Some(Failure {
+                    group: w.group.clone(),
+                    cause: if w.data_error {
+                        Cause::DataError
+                    } else {
+                        Cause::OperatorFailed
+                    },
+                    message: f.clone(),
+                });
+            }
         }
     }
     let mut report = crate::supervisor::merge(m, &parts);
     report.wall = started.elapsed();
     if let Some(f) = fatal {
-        return Outcome::Failed { message: f, report };
+        let message = f.message.clone();
+        return (Outcome::Failed { message, report }, Some(f));
     }
     if !errors.is_empty() {
-        return Outcome::Failed {
-            message: errors.join("\n"),
-            report,
-        };
+        return (
+            Outcome::Failed {
+                message: errors.join("\n"),
+                report,
+            },
+            failure,
+        );
     }
-    let stopped = shared.local.requested.load(Ordering::Acquire);
+    let stopped = shared.stop_requested();
     if stopped {
-        return Outcome::Stopped {
-            report,
-            signal: signals::received(),
-        };
+        return (
+            Outcome::Stopped {
+                report,
+                signal: signals::received(),
+            },
+            None,
+        );
     }
-    Outcome::Success(report)
+    (Outcome::Success(report), None)
 }
 
 /// Accepts worker `index`'s control connection and handles its messages until it closes.
@@ -574,6 +880,7 @@ fn record_message(sh: &Shared, index: usize, m: ToSupervisor) {
             tracing::debug!(group = %w.group, operator = %operator, data_error, "worker failed");
             w.report = Some(report);
             w.failure = Some(message);
+            w.data_error = data_error;
         }
     }
 }
@@ -607,7 +914,7 @@ fn describe(group: &str, pid: u32, status: ExitStatus) -> String {
 /// Waits for every worker, woken by their pidfds the moment one exits. A worker that dies
 /// (a signal, a status other than 0 and 1) kills the others and stops the local run; one
 /// that exits 1 (an operator failed there, after draining) lets the others finish.
-fn watch(sh: Arc<Shared>) {
+fn watch(sh: Arc<Shared>, ignore_shutdown: Vec<String>) {
     let pidfds: Vec<Option<OwnedFd>> = lock(&sh.workers)
         .iter()
         .map(|w| pidfd_open(w.child.id()).ok())
@@ -643,16 +950,31 @@ fn watch(sh: Arc<Shared>) {
                 Ok(Some(status)) => {
                     w.exit = Some(status);
                     let pid = w.child.id();
+                    // Stopped cleanly by a signal sent to it alone (not by the supervisor).
+                    let shutdown =
+                        matches!(status.code(), Some(130) | Some(143)) && !sh.stop_requested();
                     if status.code() == Some(1) {
                         exited_one.push(i);
+                    } else if shutdown && ignore_shutdown.contains(&w.group) {
+                        tracing::info!(group = %w.group, pid, "the worker was shut down by a signal; not restarted (its policy is not permanent)");
                     } else if !status.success() && fatal.is_none() {
-                        fatal = Some(describe(&w.group, pid, status));
+                        fatal = Some(Failure {
+                            group: w.group.clone(),
+                            cause: if shutdown {
+                                Cause::Shutdown
+                            } else {
+                                Cause::Crashed
+                            },
+                            message: describe(&w.group, pid, status),
+                        });
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    fatal.get_or_insert_with(|| {
-                        format!("cannot wait for process group \"{}\": {e}", w.group)
+                    fatal.get_or_insert_with(|| Failure {
+                        group: w.group.clone(),
+                        cause: Cause::Crashed,
+                        message: format!("cannot wait for process group \"{}\": {e}", w.group),
                     });
                 }
             }
@@ -685,11 +1007,15 @@ fn watch(sh: Arc<Shared>) {
             }
             if ws[i].failure.is_none() {
                 let w = &ws[i];
-                let msg = format!(
-                    "process group \"{}\" (pid {}) failed before it could run (exit status 1; its error is above)",
-                    w.group,
-                    w.child.id()
-                );
+                let msg = Failure {
+                    group: w.group.clone(),
+                    cause: Cause::Crashed,
+                    message: format!(
+                        "process group \"{}\" (pid {}) failed before it could run (exit status 1; its error is above)",
+                        w.group,
+                        w.child.id()
+                    ),
+                };
                 sh.kill_locked(&mut ws);
                 *lock(&sh.fatal) = Some(msg);
                 drop(ws);
@@ -877,7 +1203,19 @@ pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), S
             rings.push(None);
         }
     }
-    let mut res = ProcResources { rings, control };
+    let slots = match env_fd(ENV_SLOTS_FD)? {
+        // SAFETY: the supervisor handed this descriptor to this process, and nothing else owns it.
+        Some(fd) => Some(Arc::new(
+            ShmRegion::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+                .map_err(|e| format!("recovery slots: {e}"))?,
+        )),
+        None => None,
+    };
+    let mut res = ProcResources {
+        rings,
+        control,
+        slots,
+    };
     let part = build_local(&m, &plan, proc, &mut res, reg).map_err(|e| e.to_string())?;
     local.set(part.graph.stop_handle());
     let done = Arc::new(Done::default());
@@ -895,8 +1233,9 @@ pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), S
     });
     let result = part.graph.run();
     let (report, failures, mut errors) = match result {
-        Ok(r) | Err(RunError::Stopped(r)) => (r, vec![], vec![]),
-        Err(RunError::Failed(f, r)) => (r, f, vec![]),
+        Ok(r) => (r, vec![], vec![]),
+        Err(RunError::Stopped(r)) => (*r, vec![], vec![]),
+        Err(RunError::Failed(f, r)) => (*r, f, vec![]),
         Err(e) => (Report::default(), vec![], vec![e.to_string()]),
     };
     let failed_outcome = |errors: &[String], report: Report| {

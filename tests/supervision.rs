@@ -1,0 +1,262 @@
+//! Supervision with the real binary: killed workers are restarted per their group's policy and
+//! the outputs equal those of a run without failures; restarts run out; temporary and
+//! transient groups; data errors and sources that cannot replay are not retried.
+//!
+//! Timeouts are generous (a loaded 2-core machine); nothing asserts a speed.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+/// A paced run of about 1.5 s over three process groups: a stateful map, a window, a file and
+/// standard output. `GROUP_EXTRA` is added to every group.
+const PACED: &str = r#"
+[[group]]
+name = "a"
+backoff = ["20ms", "200ms"]
+GROUP_EXTRA
+
+[[group]]
+name = "b"
+backoff = ["20ms", "200ms"]
+GROUP_EXTRA
+
+[[group]]
+name = "c"
+backoff = ["20ms", "200ms"]
+GROUP_EXTRA
+
+[[operator]]
+name = "src"
+op = "source.range"
+out = "x"
+start = 0
+end = 1500
+interval = "1ms"
+group = "a"
+
+[[operator]]
+name = "acc"
+op = "map_element"
+group = "b"
+in = "x"
+out = "y"
+fn = "[x + state, state + 1]"
+state = 0
+
+[[operator]]
+name = "win"
+op = "map_window"
+in = "y"
+out = "w"
+window = 10
+step = 3
+agg = "sum"
+group = "c"
+
+[[operator]]
+name = "file"
+op = "sink.file"
+in = "w"
+path = "out/w.jsonl"
+
+[[operator]]
+name = "show"
+op = "sink.stdout"
+in = "w"
+"#;
+
+/// Runs `manifest` with `extra` arguments; returns (exit code, stdout, stderr, out/w.jsonl).
+fn run(m: &Path, extra: &[&str]) -> (Option<i32>, String, String, String) {
+    let out_dir = m.parent().unwrap().join("out");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let child = start_with(m, extra, Stdio::piped());
+    let (status, stdout, err) = finish_with_stdout(child, Duration::from_secs(120));
+    let file = std::fs::read_to_string(out_dir.join("w.jsonl")).unwrap_or_default();
+    (status.code(), stdout, err, file)
+}
+
+/// The expected output of [`PACED`], computed here.
+fn expected() -> String {
+    expected_for(1500)
+}
+
+/// The expected output of [`PACED`] over a range of `n`.
+fn expected_for(n: i64) -> String {
+    let y: Vec<i64> = (0..n).map(|x| x + x).collect();
+    let mut out = String::new();
+    let mut i = 0;
+    while i + 10 <= y.len() {
+        out.push_str(&format!("{}\n", y[i..i + 10].iter().sum::<i64>()));
+        i += 3;
+    }
+    out
+}
+
+#[test]
+fn killed_workers_are_restarted_and_the_outputs_are_those_of_a_run_without_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(dir.path(), &PACED.replace("GROUP_EXTRA", ""));
+    for seed in ["1", "2"] {
+        let (code, stdout, err, file) = run(
+            &m,
+            &[
+                "--chaos-kills",
+                "3",
+                "--chaos-every",
+                "250ms",
+                "--chaos-seed",
+                seed,
+            ],
+        );
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("chaos: killed the worker"), "no kill: {err}");
+        assert!(err.contains("restarting the pipeline"), "{err}");
+        assert!(err.contains("restart(s) (crashed"), "no summary: {err}");
+        assert_eq!(file, expected(), "the file differs (seed {seed})");
+        assert_eq!(stdout, expected(), "standard output differs (seed {seed})");
+    }
+    assert_no_process_of(&m);
+}
+
+#[test]
+fn more_restarts_than_allowed_stop_the_run_naming_the_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(
+        dir.path(),
+        &PACED
+            .replace("GROUP_EXTRA", "max_restarts = 1")
+            .replace("end = 1500", "end = 100000"),
+    );
+    let (code, _, err, _) = run(&m, &["--chaos-kills", "5", "--chaos-every", "150ms"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("failed 2 times within 60s (max_restarts = 1): giving up"),
+        "{err}"
+    );
+    assert!(err.contains("SIGKILL"), "the cause is not named: {err}");
+    assert_no_process_of(&m);
+}
+
+#[test]
+fn a_transient_group_stopped_by_sigterm_alone_is_not_restarted_and_the_run_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(
+        dir.path(),
+        &PACED
+            .replace("GROUP_EXTRA", "restart = \"transient\"")
+            .replace("end = 1500", "end = 100000"),
+    );
+    let child = start_with(&m, &[], Stdio::null());
+    assert!(wait_for(Duration::from_secs(60), || workers(&m).len() == 3));
+    std::thread::sleep(Duration::from_millis(300));
+    // The source's worker (the oldest) stops cleanly: its stream ends early.
+    let src = *workers(&m).iter().min().unwrap();
+    signal(src, libc::SIGTERM);
+    let (status, err) = finish(child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("not restarted"), "{err}");
+    let file = std::fs::read_to_string(dir.path().join("out/w.jsonl")).unwrap();
+    assert!(!file.is_empty(), "nothing was written");
+    assert!(
+        expected_for(100000).starts_with(&file),
+        "not a prefix of the full output"
+    );
+    assert_no_process_of(&m);
+}
+
+#[test]
+fn a_permanent_group_stopped_by_sigterm_alone_is_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(dir.path(), &PACED.replace("GROUP_EXTRA", ""));
+    let child = start_with(&m, &[], Stdio::null());
+    assert!(wait_for(Duration::from_secs(60), || workers(&m).len() == 3));
+    std::thread::sleep(Duration::from_millis(300));
+    let src = *workers(&m).iter().min().unwrap();
+    signal(src, libc::SIGTERM);
+    let (status, err) = finish(child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert!(err.contains("shut down x1"), "{err}");
+    let file = std::fs::read_to_string(dir.path().join("out/w.jsonl")).unwrap();
+    assert_eq!(file, expected());
+}
+
+#[test]
+fn a_data_error_is_not_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in.txt"), "1\n2\nthree\n4\n").unwrap();
+    let m = write_manifest(
+        dir.path(),
+        r#"
+[[group]]
+name = "a"
+
+[[stream]]
+name = "x"
+type = "i64"
+
+[[operator]]
+name = "src"
+op = "source.file"
+path = "in.txt"
+format = "jsonl"
+out = "x"
+group = "a"
+
+[[operator]]
+name = "file"
+op = "sink.file"
+in = "x"
+path = "out/w.jsonl"
+"#,
+    );
+    let (code, _, err, file) = run(&m, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("in.txt:3"), "{err}");
+    assert!(err.contains("not retried"), "{err}");
+    assert!(!err.contains("restarting"), "{err}");
+    assert_eq!(file, "1\n2\n");
+}
+
+#[test]
+fn a_source_that_cannot_replay_is_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(
+        dir.path(),
+        r#"
+[[group]]
+name = "a"
+
+[[operator]]
+name = "src"
+op = "source.exec"
+command = ["sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.01; done"]
+out = "x"
+
+[[operator]]
+name = "inc"
+op = "map_element"
+fn = "x + 1"
+in = "x"
+out = "y"
+group = "a"
+
+[[operator]]
+name = "file"
+op = "sink.file"
+in = "y"
+path = "out/w.jsonl"
+"#,
+    );
+    let (code, _, err, _) = run(&m, &["--chaos-kills", "1", "--chaos-every", "300ms"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("not restarted: source \"src\" (source.exec) cannot replay its input"),
+        "{err}"
+    );
+    assert_no_process_of(&m);
+}
