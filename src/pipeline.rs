@@ -283,6 +283,8 @@ pub struct Graph {
     next_name: Option<String>,
     default_link: LinkConfig,
     stop: StopHandle,
+    /// Ticks while the runtime's main thread is free to run tasks (a watchdog reads it).
+    heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// Stops a run from another thread (a signal handler, a failed neighbour process).
@@ -369,7 +371,14 @@ impl Graph {
                 ..LinkConfig::default()
             },
             stop: StopHandle::default(),
+            heartbeat: None,
         }
+    }
+
+    /// A counter that the runtime's main thread bumps every 50 ms while it is free to run
+    /// tasks: it stops moving when an operator there hangs (a watchdog's heartbeat).
+    pub fn heartbeat(&mut self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.heartbeat.get_or_insert_with(Default::default).clone()
     }
 
     /// A handle that stops the run from another thread.
@@ -843,6 +852,7 @@ impl Runner {
             bodies.push(x.body);
         }
         let started = Instant::now();
+        let heartbeat = g.heartbeat.take();
         let run2 = run.clone();
         let main = std::thread::Builder::new()
             .name("tributary-main".into())
@@ -850,6 +860,14 @@ impl Runner {
                 let sys = System::new();
                 let arbiters: Vec<Arbiter> = group_names.iter().map(|_| Arbiter::new()).collect();
                 sys.block_on(async {
+                    if let Some(hb) = heartbeat {
+                        actix::spawn(async move {
+                            loop {
+                                hb.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                actix::clock::sleep(std::time::Duration::from_millis(50)).await;
+                            }
+                        });
+                    }
                     let system = System::current();
                     run2.set_stopper(Box::new(move || system.stop()));
                     let mut inputs = inputs;

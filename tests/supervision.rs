@@ -260,3 +260,46 @@ path = "out/w.jsonl"
     );
     assert_no_process_of(&m);
 }
+
+#[test]
+fn a_hung_worker_is_caught_by_its_heartbeat_killed_and_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    // The command never reads: once the pipe is full, the sink blocks its worker's runtime.
+    let m = write_manifest(
+        dir.path(),
+        r#"
+[[group]]
+name = "a"
+heartbeat_timeout = "1s"
+max_restarts = 1
+backoff = ["20ms", "20ms"]
+
+[[operator]]
+name = "src"
+op = "source.range"
+start = 0
+end = 1000000
+out = "x"
+group = "a"
+
+[[operator]]
+name = "stuck"
+op = "sink.exec"
+command = ["sh", "-c", "sleep 1000"]
+in = "x"
+group = "a"
+"#,
+    );
+    let (code, _, err, _) = run(&m, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no heartbeat: killing the worker"), "{err}");
+    assert!(
+        err.contains("group \"a\" failed 2 times within 60s (max_restarts = 1): giving up"),
+        "{err}"
+    );
+    assert!(
+        err.contains("made no progress for 1s (heartbeat_timeout)"),
+        "{err}"
+    );
+    assert_no_process_of(&m);
+}

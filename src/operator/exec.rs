@@ -64,6 +64,17 @@ impl ExecCommand {
         if let Some(d) = &self.dir {
             c.current_dir(d);
         }
+        // The command dies with the process that runs it, even when that one is killed.
+        // SAFETY: prctl is async-signal-safe and allocates nothing.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         Ok(c)
     }
 

@@ -41,8 +41,10 @@ const ENV_CONTROL_FD: &str = "TRIBUTARY_CONTROL_FD";
 const ENV_SLOTS_FD: &str = "TRIBUTARY_SLOTS_FD";
 /// The environment variable that tells a worker the name of its control server.
 const ENV_IPC: &str = "TRIBUTARY_IPC";
-/// How often workers report their counts, and the live status refreshes.
+/// How often the live status refreshes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How often workers report their counts and heartbeat.
+const HEARTBEAT_EVERY: Duration = Duration::from_millis(100);
 
 /// A control message from a worker to the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
@@ -60,6 +62,8 @@ pub enum ToSupervisor {
     Progress {
         /// Operator name and count.
         counts: Vec<(String, u64)>,
+        /// The worker's heartbeat: moves while its runtime thread is free to run tasks.
+        heartbeat: u64,
     },
     /// The worker's part finished (or was stopped) and drained.
     Done {
@@ -167,6 +171,28 @@ impl ChaosState {
     }
 }
 
+/// Kills a worker whose heartbeat has not moved for longer than its group's timeout.
+fn watchdog(sh: Arc<Shared>, timeouts: Vec<(String, Duration)>, done: Arc<Done>) {
+    while !done.wait(Duration::from_millis(20)) {
+        let mut ws = lock(&sh.workers);
+        for w in ws.iter_mut() {
+            let Some((_, t)) = timeouts.iter().find(|(g, _)| *g == w.group) else {
+                continue;
+            };
+            if w.exit.is_some() || w.control.is_none() || w.hung.is_some() || w.closed {
+                continue;
+            }
+            if w.beat.1.elapsed() > *t {
+                let pid = w.child.id();
+                tracing::warn!(group = %w.group, pid, timeout = ?t, "no heartbeat: killing the worker");
+                w.hung = Some(*t);
+                // SAFETY: plain syscall on a child not yet reaped (exit is None under the lock).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
 /// Kills a random started worker after each random delay until the kills run out or `done`.
 fn chaos_loop(sh: Arc<Shared>, c: Arc<ChaosState>, done: Arc<Done>) {
     loop {
@@ -247,6 +273,10 @@ struct Worker {
     failure: Option<String>,
     /// The failure was a data error (not retried).
     data_error: bool,
+    /// The last heartbeat value and when it last moved.
+    beat: (u64, Instant),
+    /// The watchdog killed it: it made no progress for longer than its heartbeat timeout.
+    hung: Option<Duration>,
     /// The control channel is closed (or never opened): no more messages will come.
     closed: bool,
 }
@@ -630,6 +660,8 @@ fn run_attempt(
                 report: None,
                 failure: None,
                 data_error: false,
+                beat: (0, Instant::now()),
+                hung: None,
                 closed: false,
             });
             ws.len() - 1
@@ -687,6 +719,16 @@ fn run_attempt(
         let done = attempt_done.clone();
         std::thread::spawn(move || chaos_loop(sh, c, done))
     });
+    let timeouts: Vec<(String, Duration)> = m
+        .groups
+        .iter()
+        .filter_map(|g| g.heartbeat_timeout.map(|t| (g.name.clone(), t)))
+        .collect();
+    let watchdog = (!timeouts.is_empty()).then(|| {
+        let sh = shared.clone();
+        let done = attempt_done.clone();
+        std::thread::spawn(move || watchdog(sh, timeouts, done))
+    });
     let recovery = recovering.take().map(|(group, since)| {
         // The restarted pipeline counts as recovered once every worker said hello.
         let sh = shared.clone();
@@ -721,8 +763,17 @@ fn run_attempt(
     }
     let _ = watcher.join();
     attempt_done.set();
+    // What the workers started themselves (commands of exec nodes) ends with the attempt.
+    let pgid = shared.pgid.load(Ordering::Acquire);
+    if pgid > 0 {
+        // SAFETY: plain syscall; the group is the one this attempt's workers were put in.
+        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    }
     if let Some(c) = chaos {
         let _ = c.join();
+    }
+    if let Some(w) = watchdog {
+        let _ = w.join();
     }
     if let Some(Ok(Some((group, took)))) = recovery.map(|h| h.join()) {
         tracing::info!(group = %group, ms = took.as_millis() as u64, "recovered");
@@ -868,8 +919,14 @@ fn record_message(sh: &Shared, index: usize, m: ToSupervisor) {
                 let _ = control.send(ToWorker::Stop);
             }
             w.control = Some(control);
+            w.beat = (0, Instant::now());
         }
-        ToSupervisor::Progress { counts } => w.progress = counts,
+        ToSupervisor::Progress { counts, heartbeat } => {
+            w.progress = counts;
+            if heartbeat != w.beat.0 {
+                w.beat = (heartbeat, Instant::now());
+            }
+        }
         ToSupervisor::Done { report } => w.report = Some(report),
         ToSupervisor::Failed {
             operator,
@@ -957,6 +1014,15 @@ fn watch(sh: Arc<Shared>, ignore_shutdown: Vec<String>) {
                         exited_one.push(i);
                     } else if shutdown && ignore_shutdown.contains(&w.group) {
                         tracing::info!(group = %w.group, pid, "the worker was shut down by a signal; not restarted (its policy is not permanent)");
+                    } else if let (Some(t), None) = (w.hung, &fatal) {
+                        fatal = Some(Failure {
+                            group: w.group.clone(),
+                            cause: Cause::Hung,
+                            message: format!(
+                                "process group \"{}\" (pid {pid}) made no progress for {t:?} (heartbeat_timeout) and was killed",
+                                w.group
+                            ),
+                        });
                     } else if !status.success() && fatal.is_none() {
                         fatal = Some(Failure {
                             group: w.group.clone(),
@@ -1219,19 +1285,25 @@ pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), S
     let part = build_local(&m, &plan, proc, &mut res, reg).map_err(|e| e.to_string())?;
     local.set(part.graph.stop_handle());
     let done = Arc::new(Done::default());
+    let mut graph = part.graph;
+    let beat = graph.heartbeat();
     let progress = to_sup.clone().map(|tx| {
         let local = local.clone();
         let done = done.clone();
         std::thread::spawn(move || {
-            while !done.wait(PROGRESS_EVERY) {
+            while !done.wait(HEARTBEAT_EVERY) {
                 let counts = local.progress();
-                if tx.send(ToSupervisor::Progress { counts }).is_err() {
+                let heartbeat = beat.load(Ordering::Relaxed);
+                if tx
+                    .send(ToSupervisor::Progress { counts, heartbeat })
+                    .is_err()
+                {
                     return;
                 }
             }
         })
     });
-    let result = part.graph.run();
+    let result = graph.run();
     let (report, failures, mut errors) = match result {
         Ok(r) => (r, vec![], vec![]),
         Err(RunError::Stopped(r)) => (*r, vec![], vec![]),
