@@ -163,20 +163,31 @@ fn write_json_into(v: &Value, out: &mut String, nonfinite: &mut usize) {
 
 fn write_json_string(s: &str, out: &mut String) {
     use std::fmt::Write;
+    out.reserve(s.len() + 2);
     out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+    // Copy runs of bytes that need no escape in one go (long strings are mostly such runs).
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        // `i` is at an ASCII byte, so both slices end on character boundaries.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            let _ = write!(out, "\\u{:04x}", b);
+        } else {
+            out.push_str(esc);
         }
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 
@@ -374,5 +385,20 @@ mod tests {
     #[test]
     fn strings_are_escaped() {
         assert_eq!(Value::Str("a\"b\\\n".into()).to_json(), "\"a\\\"b\\\\\\n\"");
+    }
+}
+
+#[cfg(test)]
+mod json_string_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn strings_are_written_as_json_reads_them(s in "\\PC*|[\"\\\\\n\r\t\u{1}\u{1f}é€😀a]*") {
+            let v = Value::Str(s.clone());
+            let text = v.to_json();
+            prop_assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s);
+        }
     }
 }
