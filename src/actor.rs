@@ -6,15 +6,17 @@
 //! input has ended (or its cycle went quiet) the operator does its end work, flushes what is
 //! pending, and closes its outputs.
 
+use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
 
 use crate::cycle::CycleCounter;
 use crate::link::local::{Channel, End, Recv, Waker};
 use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
-use crate::run::RunShared;
+use crate::run::{OpRestart, RunShared};
 
 /// How many input batches an actor handles per wake-up before yielding to its neighbours.
 const BATCHES_PER_WAKE: usize = 64;
@@ -112,6 +114,16 @@ pub(crate) struct Wiring<O: Operator> {
     pub run: Arc<RunShared>,
     /// A source fed from outside the graph: it stops, like other sources, when the run fails.
     pub channel_source: bool,
+    /// In-place restarts after a failure (none: a failure ends the run).
+    pub restart: Option<OpRestart>,
+}
+
+/// What an operator restarted in place has to do again, and from when.
+enum Retry<T> {
+    /// Process this batch of input `port` again.
+    Batch(usize, Vec<T>),
+    /// Call the source's `generate` again.
+    Generate,
 }
 
 /// The actix actor running one operator.
@@ -123,6 +135,14 @@ pub(crate) struct OpActor<O: Operator> {
     cycle_ended: bool,
     /// Elements taken from the inputs so far (the live status of a sink).
     consumed: u64,
+    /// Work to do again after an in-place restart, and when.
+    retry: Option<(Retry<O::In>, Instant)>,
+    /// In-place restarts within the current period (the intensity limit).
+    restarts: VecDeque<Instant>,
+    /// Restarts in a row (the backoff), and when the last one was.
+    streak: (u32, Option<Instant>),
+    /// Calls of `on_batch` / `generate` so far (where fault injection plans its panics).
+    calls: u64,
 }
 
 impl<O: Operator> OpActor<O> {
@@ -135,6 +155,164 @@ impl<O: Operator> OpActor<O> {
             phase: Phase::Starting,
             consumed: 0,
             cycle_ended: false,
+            retry: None,
+            restarts: VecDeque::new(),
+            streak: (0, None),
+            calls: 0,
+        }
+    }
+
+    /// Fault injection: panics (inside the guard) when a panic is planned for this call.
+    fn chaos(name: &str, call: u64) {
+        if crate::recovery::panic_due(name, call) {
+            panic!("chaos: injected panic at call {call}");
+        }
+    }
+
+    /// Runs `on_batch`; with a restart policy, a failure (not a data error) puts the state back
+    /// as it was before the batch and schedules the batch again. Ok(false): deferred.
+    fn process(&mut self, ctx: &mut Context<Self>, port: usize, b: Vec<O::In>) -> OpResult<bool> {
+        if self.w.restart.is_none() {
+            self.guarded(|op, out| op.on_batch(port, b, out))?;
+            return Ok(true);
+        }
+        let saved = self.op.snapshot()?;
+        let copy = b.clone();
+        self.calls += 1;
+        let (name, call) = (self.w.name.clone(), self.calls);
+        match self.guarded(|op, out| {
+            Self::chaos(&name, call);
+            op.on_batch(port, b, out)
+        }) {
+            Ok(()) => Ok(true),
+            Err(e) if e.data_error => Err(e),
+            Err(e) => self.restart_in_place(ctx, e, saved, Retry::Batch(port, copy)),
+        }
+    }
+
+    /// Runs a source's `generate`, restarting it in place like [`Self::process`]. `None`: deferred.
+    fn generate(&mut self, ctx: &mut Context<Self>, max: usize) -> OpResult<Option<Gen>> {
+        if self.w.restart.is_none() {
+            return self.guarded(|op, out| op.generate(out, max)).map(Some);
+        }
+        let saved = self.op.snapshot()?;
+        self.calls += 1;
+        let (name, call) = (self.w.name.clone(), self.calls);
+        match self.guarded(|op, out| {
+            Self::chaos(&name, call);
+            op.generate(out, max)
+        }) {
+            Ok(g) => Ok(Some(g)),
+            Err(e) if e.data_error => Err(e),
+            Err(e) => self
+                .restart_in_place(ctx, e, saved, Retry::Generate)
+                .map(|_| None),
+        }
+    }
+
+    /// The operator failed with `e` on the work `again`: undo the attempt (its outputs, its
+    /// state) and schedule `again` after the backoff, unless restarts ran out (then the error,
+    /// after one last attempt that lets what preceded the failing element through).
+    fn restart_in_place(
+        &mut self,
+        ctx: &mut Context<Self>,
+        e: OpError,
+        saved: Option<Vec<u8>>,
+        again: Retry<O::In>,
+    ) -> OpResult<bool> {
+        let Some(policy) = self.w.restart else {
+            return Err(e);
+        };
+        for p in 0..self.out.len() {
+            let _ = self.out.take(p);
+        }
+        if let Some(s) = &saved {
+            if let Err(r) = self.op.restore(s) {
+                tracing::warn!(operator = %self.w.name, "cannot restart in place: {}", r.message);
+                return Err(e);
+            }
+        }
+        let now = Instant::now();
+        while self
+            .restarts
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > policy.within)
+        {
+            self.restarts.pop_front();
+        }
+        let cause = match &e.element {
+            Some(el) => format!("{} (element: {el})", e.message),
+            None => e.message.clone(),
+        };
+        if self.restarts.len() as u32 >= policy.max_restarts {
+            let n = self.restarts.len();
+            let last = match again {
+                Retry::Batch(port, b) => self.guarded(|op, out| op.on_batch(port, b, out)),
+                Retry::Generate => Err(e.clone()),
+            };
+            return match last {
+                Ok(()) => Ok(true),
+                Err(mut e) => {
+                    e.message = format!(
+                        "{} (restarted {n} times within {:?}, max_restarts = {}: giving up)",
+                        e.message, policy.within, policy.max_restarts
+                    );
+                    Err(e)
+                }
+            };
+        }
+        if self
+            .streak
+            .1
+            .is_some_and(|t| now.duration_since(t) > policy.within)
+        {
+            self.streak.0 = 0;
+        }
+        let (first, cap) = policy.backoff;
+        let delay = first
+            .checked_mul(1u32.checked_shl(self.streak.0.min(31)).unwrap_or(u32::MAX))
+            .unwrap_or(cap)
+            .min(cap);
+        self.streak = (self.streak.0 + 1, Some(now));
+        self.restarts.push_back(now);
+        tracing::warn!(
+            operator = %self.w.name,
+            restart = self.restarts.len(),
+            max_restarts = policy.max_restarts,
+            delay_ms = delay.as_millis() as u64,
+            "{cause}; restarting the operator in place"
+        );
+        self.w.run.op_restarted(self.w.id, &cause);
+        self.retry = Some((again, now + delay));
+        ctx.notify_later(Wake, delay);
+        Ok(false)
+    }
+
+    /// Does the work an in-place restart deferred, once its time has come. Ok(false): not yet
+    /// (or it failed again and was deferred once more).
+    fn do_retry(&mut self, ctx: &mut Context<Self>) -> OpResult<bool> {
+        let Some((again, at)) = self.retry.take() else {
+            return Ok(true);
+        };
+        if Instant::now() < at {
+            // Woken early (new input): the timer wakes it again when it is time.
+            self.retry = Some((again, at));
+            return Ok(false);
+        }
+        match again {
+            Retry::Batch(port, b) => {
+                let n = b.len() as i64;
+                if !self.process(ctx, port, b)? {
+                    return Ok(false);
+                }
+                self.distribute();
+                if self.w.inputs[port].intra {
+                    self.cycle_sub(n);
+                }
+                Ok(true)
+            }
+            // The source's main path calls `generate` again.
+            Retry::Generate => Ok(true),
         }
     }
 
@@ -263,8 +441,14 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Running {
             if self.w.inputs.is_empty() {
+                if !self.do_retry(ctx)? {
+                    return Ok(());
+                }
                 let max = self.source_batch();
-                match self.guarded(|op, out| op.generate(out, max))? {
+                let Some(g) = self.generate(ctx, max)? else {
+                    return Ok(());
+                };
+                match g {
                     Gen::More => {
                         self.distribute();
                         if !self.blocked() {
@@ -312,6 +496,9 @@ impl<O: Operator> OpActor<O> {
     }
 
     fn consume(&mut self, ctx: &mut Context<Self>) -> OpResult {
+        if !self.do_retry(ctx)? || self.blocked() {
+            return Ok(());
+        }
         let mut budget = BATCHES_PER_WAKE;
         loop {
             let mut progressed = false;
@@ -324,7 +511,10 @@ impl<O: Operator> OpActor<O> {
                         progressed = true;
                         let n = b.len() as i64;
                         self.consumed += n as u64;
-                        self.guarded(|op, out| op.on_batch(port, b, out))?;
+                        if !self.process(ctx, port, b)? {
+                            // Restarted in place: the batch is done again after the backoff.
+                            return Ok(());
+                        }
                         self.distribute();
                         if self.w.inputs[port].intra {
                             self.cycle_sub(n);

@@ -49,6 +49,10 @@ enum Cmd {
         /// (to test recovery; 0: off).
         #[arg(long, default_value_t = 0, value_name = "N")]
         chaos_kills: u32,
+        /// Fault injection: make this many random operators panic once, in one of their
+        /// first batches (to test in-place restarts; 0: off).
+        #[arg(long, default_value_t = 0, value_name = "N")]
+        chaos_panics: u32,
         /// Mean time between injected kills (e.g. 200ms).
         #[arg(long, default_value = "200ms", value_parser = parse_duration_arg, value_name = "DURATION")]
         chaos_every: std::time::Duration,
@@ -139,6 +143,7 @@ pub fn main_with(registry: Registry) -> ExitCode {
         Cmd::Run {
             manifest,
             chaos_kills,
+            chaos_panics,
             chaos_every,
             chaos_seed,
         } => {
@@ -152,13 +157,19 @@ pub fn main_with(registry: Registry) -> ExitCode {
                 signals: true,
                 live: true,
                 registry,
-                chaos: (chaos_kills > 0).then(|| {
+                chaos: (chaos_kills > 0 || chaos_panics > 0).then(|| {
                     let seed = chaos_seed.unwrap_or_else(crate::recovery::now_micros);
-                    tracing::info!(seed, kills = chaos_kills, "chaos: fault injection on");
+                    tracing::info!(
+                        seed,
+                        kills = chaos_kills,
+                        panics = chaos_panics,
+                        "chaos: fault injection on"
+                    );
                     ChaosOptions {
                         seed,
                         kills: chaos_kills,
                         every: chaos_every,
+                        panics: chaos_panics,
                     }
                 }),
             };

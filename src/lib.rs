@@ -29,5 +29,5 @@ pub use operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
 pub use pipeline::{
     Graph, GraphError, Group, Placement, RestartPolicy, RunError, StopHandle, Stream,
 };
-pub use run::{OperatorFailure, Report};
+pub use run::{OpRestart, OperatorFailure, Report};
 pub use value::Value;

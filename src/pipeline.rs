@@ -24,7 +24,7 @@ use crate::cycle::{cycles, CycleCounter};
 use crate::link::local::{Channel, End, LinkConfig};
 use crate::operator::checked::{Checked, OutputCheck};
 use crate::operator::{Element, Operator};
-use crate::run::{OperatorFailure, Report, RunShared};
+use crate::run::{OpRestart, OperatorFailure, Report, RunShared};
 use crate::value::Value;
 
 /// A typed handle on a stream of the graph being built: an operator's output, or a stream
@@ -169,6 +169,8 @@ pub(crate) struct ErasedWiring {
     pub checks: Vec<Option<OutputCheck>>,
     /// A source fed from outside the graph (`source_channel`, `source.exec`).
     pub channel_source: bool,
+    /// In-place restarts after a failure.
+    pub restart: Option<OpRestart>,
 }
 
 struct Body<O: Operator>(O);
@@ -220,6 +222,7 @@ impl<O: Operator> NodeBody for Body<O> {
             cycle: w.cycle,
             run: w.run,
             channel_source: w.channel_source,
+            restart: w.restart,
         };
         let op = Checked::new(self.0, w.checks);
         match arbiter {
@@ -244,6 +247,8 @@ struct NodeEntry {
     external: Option<AnyLink>,
     /// Checks of the elements emitted on each output port (see [`Graph::check_output`]).
     checks: Vec<Option<OutputCheck>>,
+    /// In-place restarts after a failure (none: a failure ends the run).
+    restart: Option<OpRestart>,
 }
 
 /// A node's membership in a feedback cycle that spans processes, as the caller computed it.
@@ -281,6 +286,7 @@ pub struct Graph {
     errors: Vec<GraphError>,
     current_group: Option<usize>,
     next_name: Option<String>,
+    next_restart: Option<OpRestart>,
     default_link: LinkConfig,
     stop: StopHandle,
     /// Ticks while the runtime's main thread is free to run tasks (a watchdog reads it).
@@ -372,6 +378,7 @@ impl Graph {
             },
             stop: StopHandle::default(),
             heartbeat: None,
+            next_restart: None,
         }
     }
 
@@ -463,6 +470,13 @@ impl Graph {
         self
     }
 
+    /// Makes the operators added next (until changed) restart in place after a failure (a
+    /// panic, a script error; not a data error), per `policy`; `None`: a failure ends the run.
+    pub fn restart_next(&mut self, policy: Option<OpRestart>) -> &mut Self {
+        self.next_restart = policy;
+        self
+    }
+
     /// Adds any [`Operator`] reading `inputs` and writing `n_out` new streams: the one
     /// mechanism every family is built on.
     pub fn add_operator<O: Operator>(
@@ -496,6 +510,7 @@ impl Graph {
             cycle: None,
             external: None,
             checks: (0..n_out).map(|_| None).collect(),
+            restart: self.next_restart,
         });
         outputs
     }
@@ -847,9 +862,11 @@ impl Runner {
         let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
         let mut checks: Vec<Vec<Option<OutputCheck>>> = vec![];
         let mut bodies: Vec<Box<dyn NodeBody>> = vec![];
+        let mut restarts: Vec<Option<OpRestart>> = vec![];
         for x in g.nodes {
             checks.push(x.checks);
             bodies.push(x.body);
+            restarts.push(x.restart);
         }
         let started = Instant::now();
         let heartbeat = g.heartbeat.take();
@@ -883,6 +900,7 @@ impl Runner {
                             run: run2.clone(),
                             checks: std::mem::take(&mut checks[id]),
                             channel_source: channel_source[id],
+                            restart: restarts[id],
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);
@@ -902,10 +920,17 @@ impl Runner {
             failures,
             counts,
             notes,
+            restarts,
         } = run.outcome();
         let mut report = Report {
             wall: started.elapsed(),
             notes,
+            restarts: restarts
+                .iter()
+                .map(|(op, n, cause)| {
+                    format!("operator \"{op}\": {n} restart(s) in place; last cause: {cause}")
+                })
+                .collect(),
             ..Report::default()
         };
         for (node, outs) in node_outputs.iter().enumerate() {

@@ -145,6 +145,53 @@ pub fn now_micros() -> u64 {
         .max(1)
 }
 
+/// Panics planned by fault injection: (operator, the call at which it panics), in this process.
+static PANICS: std::sync::Mutex<Vec<(String, u64)>> = std::sync::Mutex::new(Vec::new());
+/// True while some panic is planned (so that operators pay one atomic load, not a lock).
+static ANY_PANIC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The environment variable that hands planned panics to a worker: `op:call;op:call`.
+pub const ENV_CHAOS_PANICS: &str = "TRIBUTARY_CHAOS_PANICS";
+
+/// Plans that operator `op` panics at its `call`-th batch (or `generate` call), once.
+pub fn plan_panic(op: &str, call: u64) {
+    PANICS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push((op.to_string(), call));
+    ANY_PANIC.store(true, Ordering::Release);
+}
+
+/// Plans the panics listed in [`ENV_CHAOS_PANICS`], if set.
+pub fn plan_panics_from_env() {
+    if let Ok(v) = std::env::var(ENV_CHAOS_PANICS) {
+        for item in v.split(';').filter(|s| !s.is_empty()) {
+            if let Some((op, call)) = item.rsplit_once(':') {
+                if let Ok(call) = call.parse() {
+                    plan_panic(op, call);
+                }
+            }
+        }
+    }
+}
+
+/// True (once) if operator `op` is planned to panic at call `call`.
+pub fn panic_due(op: &str, call: u64) -> bool {
+    if !ANY_PANIC.load(Ordering::Acquire) {
+        return false;
+    }
+    let mut p = PANICS.lock().unwrap_or_else(|e| e.into_inner());
+    match p.iter().position(|(o, c)| o == op && *c == call) {
+        Some(i) => {
+            p.swap_remove(i);
+            if p.is_empty() {
+                ANY_PANIC.store(false, Ordering::Release);
+            }
+            true
+        }
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +213,14 @@ mod tests {
         for b in batches {
             op.on_batch(0, b.to_vec(), &mut out).unwrap();
         }
+    }
+
+    #[test]
+    fn a_planned_panic_is_due_once() {
+        plan_panic("recovery-test-op", 3);
+        assert!(!panic_due("recovery-test-op", 2));
+        assert!(panic_due("recovery-test-op", 3));
+        assert!(!panic_due("recovery-test-op", 3));
     }
 
     #[test]

@@ -60,17 +60,32 @@ impl Report {
     }
 }
 
+/// How an operator is restarted in place after it fails (a panic, a script error): its state
+/// is put back as it was before the failing batch, which is processed again after a backoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OpRestart {
+    /// At most this many restarts within `within`; the next failure ends the run.
+    pub max_restarts: u32,
+    /// The restart-intensity period.
+    pub within: Duration,
+    /// First and largest delay before a restart (doubling in between).
+    pub backoff: (Duration, Duration),
+}
+
 /// What a finished run left behind.
 pub(crate) struct Outcome {
     pub failures: Vec<OperatorFailure>,
     pub counts: Vec<Option<Vec<u64>>>,
     pub notes: Vec<(String, String)>,
+    /// In-place restarts per operator: (operator, how many, the last cause).
+    pub restarts: Vec<(String, u32, String)>,
 }
 
 struct Inner {
     failures: Vec<OperatorFailure>,
     counts: Vec<Option<Vec<u64>>>,
     notes: Vec<(String, String)>,
+    restarts: Vec<(String, u32, String)>,
     finished: bool,
 }
 
@@ -98,6 +113,7 @@ impl RunShared {
                 failures: vec![],
                 counts: vec![None; n],
                 notes: vec![],
+                restarts: vec![],
                 finished: n == 0,
             }),
             done: Condvar::new(),
@@ -160,6 +176,19 @@ impl RunShared {
         self.failed.store(true, Ordering::Release);
     }
 
+    /// Operator `id` was restarted in place after `cause`.
+    pub(crate) fn op_restarted(&self, id: usize, cause: &str) {
+        let name = self.names[id].to_string();
+        let mut inner = self.lock();
+        match inner.restarts.iter_mut().find(|r| r.0 == name) {
+            Some(r) => {
+                r.1 += 1;
+                r.2 = cause.to_string();
+            }
+            None => inner.restarts.push((name, 1, cause.to_string())),
+        }
+    }
+
     /// True once some operator failed (sources then stop and the pipeline drains).
     pub(crate) fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
@@ -212,6 +241,7 @@ impl RunShared {
             failures: inner.failures.clone(),
             counts: inner.counts.clone(),
             notes: inner.notes.clone(),
+            restarts: inner.restarts.clone(),
         }
     }
 

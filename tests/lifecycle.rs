@@ -173,8 +173,11 @@ path = "out/y.txt"
     assert_eq!(status.code(), Some(1), "stderr: {err}");
     assert!(err.contains("picky"), "the operator is not named: {err}");
     assert!(err.contains("no fives"), "the message is missing: {err}");
-    // A script error is an operator failure: retried per the default policy, then given up.
-    assert!(err.contains("group \"p0\" failed 6 times"), "{err}");
+    // A script error restarts the operator in place per the default policy, then gives up.
+    assert!(
+        err.contains("restarted 5 times within 60s, max_restarts = 5: giving up"),
+        "{err}"
+    );
     let text = std::fs::read_to_string(dir.path().join("out/y.txt")).unwrap();
     for (i, line) in text.lines().enumerate() {
         assert_eq!(line, i.to_string(), "not a prefix of the expected output");

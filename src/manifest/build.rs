@@ -373,6 +373,22 @@ pub fn build_local(
             })
             .collect();
         g.name_next(&d.name);
+        // Operator failures restart the operator in place, per its group's policy.
+        let policy = crate::supervisor::restart::Policy::for_group(
+            m,
+            d.group
+                .as_deref()
+                .unwrap_or(crate::supervisor::restart::SUPERVISOR_GROUP),
+        );
+        g.restart_next(
+            (policy.restart != crate::manifest::schema::Restart::Temporary).then_some(
+                crate::OpRestart {
+                    max_restarts: policy.max_restarts,
+                    within: policy.within,
+                    backoff: policy.backoff,
+                },
+            ),
+        );
         let slot = res.slots.as_ref().map(|region| {
             let owner: Arc<dyn Send + Sync> = region.clone();
             // SAFETY: the region holds one aligned u64 per operator of the manifest and lives

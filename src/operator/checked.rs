@@ -107,6 +107,14 @@ impl<O: Operator> Operator for Checked<O> {
     fn end_note(&self) -> Option<String> {
         self.inner.end_note()
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.inner.snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.inner.restore(state)
+    }
 }
 
 #[cfg(test)]

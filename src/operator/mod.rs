@@ -214,4 +214,15 @@ pub trait Operator: Send + 'static {
     fn end_note(&self) -> Option<String> {
         None
     }
+
+    /// The operator's state, serialized, for a checkpoint or a restart (`None`: it has none).
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Puts back a state taken by `snapshot` (on a fresh instance built the same way).
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let _ = state;
+        Ok(())
+    }
 }

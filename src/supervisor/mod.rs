@@ -61,6 +61,7 @@ pub fn merge(m: &Manifest, parts: &[Report]) -> Report {
             add(&mut out.drops, s, *n);
         }
         out.notes.extend(r.notes.iter().cloned());
+        out.restarts.extend(r.restarts.iter().cloned());
         out.wall = out.wall.max(r.wall);
     }
     out

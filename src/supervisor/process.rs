@@ -142,6 +142,8 @@ pub struct ChaosOptions {
     pub kills: u32,
     /// Mean time between kills (each delay is uniform in [0.5, 1.5] times this).
     pub every: Duration,
+    /// How many operators panic (once each, in one of their first batches) in the first attempt.
+    pub panics: u32,
 }
 
 /// The state of the fault injection of one run (it spans attempts).
@@ -149,6 +151,8 @@ struct ChaosState {
     opts: ChaosOptions,
     rng: Mutex<u64>,
     done: std::sync::atomic::AtomicU32,
+    /// The planned panics (operator, call), handed out to the first attempt only.
+    panics: Mutex<Option<Vec<(String, u64)>>>,
 }
 
 impl ChaosState {
@@ -157,7 +161,26 @@ impl ChaosState {
             rng: Mutex::new(opts.seed ^ 0x9e37_79b9_7f4a_7c15),
             opts,
             done: Default::default(),
+            panics: Mutex::new(None),
         }
+    }
+
+    /// Chooses which operators of `m` panic, and at which call.
+    fn plan(&self, m: &Manifest) {
+        let n = m.operators.len() as u64;
+        if n == 0 || self.opts.panics == 0 {
+            return;
+        }
+        let list: Vec<(String, u64)> = (0..self.opts.panics)
+            .map(|_| {
+                let op = &m.operators[(self.next() % n) as usize];
+                (op.name.clone(), 1 + self.next() % 3)
+            })
+            .collect();
+        for (op, call) in &list {
+            tracing::warn!(operator = %op, call, "chaos: this operator will panic");
+        }
+        *lock(&self.panics) = Some(list);
     }
 
     /// A pseudo-random number (splitmix64).
@@ -445,6 +468,9 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         std::thread::spawn(move || live_status(sh, done))
     });
     let chaos = opts.chaos.clone().map(|c| Arc::new(ChaosState::new(c)));
+    if let Some(c) = &chaos {
+        c.plan(m);
+    }
     // A source that cannot replay its input makes a restart unable to repeat the run.
     let no_replay = m
         .operators
@@ -512,7 +538,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     }
     let lines = restarts.summary_lines();
     let with_restarts = |mut r: Report| {
-        r.restarts = lines.clone();
+        r.restarts.splice(0..0, lines.iter().cloned());
         r.wall = started.elapsed();
         r
     };
@@ -596,6 +622,22 @@ fn run_attempt(
         .max()
         .unwrap_or(2)
         + 3;
+    // Planned panics go to the first attempt only: to this process's operators here, and to
+    // each worker's through its environment.
+    let panics = ctx
+        .chaos
+        .as_ref()
+        .and_then(|c| lock(&c.panics).take())
+        .unwrap_or_default();
+    for (op, call) in &panics {
+        if m.operators
+            .iter()
+            .position(|o| &o.name == op)
+            .is_some_and(|i| plan.op_proc[i] == 0)
+        {
+            crate::recovery::plan_panic(op, *call);
+        }
+    }
     let mut control_threads = vec![];
     for (p, name) in plan.procs.iter().enumerate().skip(1) {
         let (server, server_name) = match IpcOneShotServer::<ToSupervisor>::new() {
@@ -626,6 +668,19 @@ fn run_attempt(
         if let Some(c) = &control {
             c.pass_to_child(&mut cmd, fd_base - 1);
             cmd.env(ENV_CONTROL_FD, (fd_base - 1).to_string());
+        }
+        let mine: Vec<String> = panics
+            .iter()
+            .filter(|(op, _)| {
+                m.operators
+                    .iter()
+                    .position(|o| &o.name == op)
+                    .is_some_and(|i| plan.op_proc[i] == p)
+            })
+            .map(|(op, call)| format!("{op}:{call}"))
+            .collect();
+        if !mine.is_empty() {
+            cmd.env(crate::recovery::ENV_CHAOS_PANICS, mine.join(";"));
         }
         slots.pass_to_child(&mut cmd, fd_base - 2);
         cmd.env(ENV_SLOTS_FD, (fd_base - 2).to_string());
@@ -1243,6 +1298,7 @@ pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), S
         }
         Err(_) => None,
     };
+    crate::recovery::plan_panics_from_env();
     let m = manifest::load_with(path, &reg.kinds()).map_err(|d| d.render())?;
     let plan = Plan::new(&m);
     let proc = plan

@@ -124,6 +124,11 @@ impl Restarts {
         if f.cause == Cause::DataError {
             return Decision::GiveUp(format!("{} (a data error: not retried)", f.message));
         }
+        if f.cause == Cause::OperatorFailed {
+            // The operator was restarted in place per this same policy until it ran out (or
+            // its group is temporary): nothing is left to try.
+            return Decision::GiveUp(f.message.clone());
+        }
         match (policy.restart, &f.cause) {
             (Restart::Temporary, Cause::Shutdown) | (Restart::Transient, Cause::Shutdown) => {
                 return Decision::Ignore
