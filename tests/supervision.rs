@@ -303,3 +303,19 @@ group = "a"
     );
     assert_no_process_of(&m);
 }
+
+#[test]
+fn operators_that_panic_restart_in_place_and_the_outputs_do_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(dir.path(), &PACED.replace("GROUP_EXTRA", ""));
+    for seed in ["3", "4", "5"] {
+        let (code, stdout, err, file) = run(&m, &["--chaos-panics", "3", "--chaos-seed", seed]);
+        assert_eq!(code, Some(0), "{err}");
+        assert!(err.contains("chaos: this operator will panic"), "{err}");
+        assert!(err.contains("restarting the operator in place"), "{err}");
+        assert!(err.contains("restart(s) in place"), "no summary: {err}");
+        assert!(!err.contains("restarting the pipeline"), "{err}");
+        assert_eq!(file, expected(), "the file differs (seed {seed})");
+        assert_eq!(stdout, expected(), "standard output differs (seed {seed})");
+    }
+}
