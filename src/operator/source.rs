@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::emit::{Emit, IntoEmit};
 use crate::link::local::{Channel, End, LinkConfig, Overflow};
-use crate::operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
+use crate::operator::{load_state, save_state, Element, Gen, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
 use crate::recovery::{now_micros, Slot};
 use crate::value::Value;
@@ -42,15 +42,18 @@ pub enum OnError {
 /// A type check of a typed stream's elements: `Err(reason)` makes the line bad.
 pub type TypeCheck = fn(&Value) -> Result<(), String>;
 
-/// Emits the items of an iterator.
+/// Emits the items of an iterator. Its snapshot is how many it emitted; a restored source
+/// skips that many items of its (fresh, identical) iterator, so it needs an iterator that
+/// yields the same items every time it is built.
 pub struct IterSource<I: Iterator> {
     it: I,
+    emitted: u64,
 }
 
 impl<I: Iterator> IterSource<I> {
     /// A source emitting the items of `it`.
     pub fn new(it: I) -> Self {
-        IterSource { it }
+        IterSource { it, emitted: 0 }
     }
 }
 
@@ -64,8 +67,26 @@ where
 
     fn generate(&mut self, out: &mut Outputs<I::Item>, max: usize) -> OpResult<Gen> {
         let o = out.port_mut(0);
+        let before = o.len();
         o.extend(self.it.by_ref().take(max));
+        self.emitted += (o.len() - before) as u64;
         Ok(if o.len() < max { Gen::Done } else { Gen::More })
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("source_iter", &self.emitted).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let n: u64 = load_state("source_iter", state)?;
+        let skipped = self.it.by_ref().take(n as usize).count() as u64;
+        self.emitted = skipped;
+        if skipped < n {
+            return Err(OpError::new(format!(
+                "source_iter: cannot restore: the position is {n} but the source has only {skipped} items"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -790,6 +811,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::testkit::source_with_restore;
 
     fn v(s: &str) -> Value {
         Value::from_json(s).unwrap()
@@ -928,6 +950,17 @@ mod tests {
         let (got, r) = drain(&mut src, 10);
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(r.unwrap_err().message, "call 3: boom");
+    }
+
+    #[test]
+    fn iter_sources_resume_after_the_last_element_emitted() {
+        for k in [0, 1, 5, 9, 10, 12] {
+            let (got, want) = source_with_restore(|| IterSource::new(0..10i64), k);
+            assert_eq!(got, want, "k = {k}");
+        }
+        let mut src = IterSource::new(0..3i64);
+        let e = src.restore(&save_state("", &5u64).unwrap()).unwrap_err();
+        assert!(e.message.contains("only 3 items"), "{}", e.message);
     }
 
     #[test]
