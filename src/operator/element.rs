@@ -20,7 +20,7 @@ pub struct MapElement<T, U, S, F> {
 
 impl<T, U> MapElement<T, U, (), ()> {
     /// An operator calling `f` on each element (stateless).
-    #[allow(clippy::new_ret_no_self)]
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
     pub fn new<G>(mut f: G) -> MapElement<T, U, (), impl FnMut(T, &mut ()) -> OpResult<Emit<U>>>
     where
         G: FnMut(T) -> Result<Emit<U>, OpError>,
@@ -79,7 +79,7 @@ pub struct FilterElement<T, S, F> {
 
 impl<T> FilterElement<T, (), ()> {
     /// A filter keeping the elements for which `f` holds (stateless).
-    #[allow(clippy::new_ret_no_self)]
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
     pub fn new<G>(mut f: G) -> FilterElement<T, (), impl FnMut(&T, &mut ()) -> OpResult<bool>>
     where
         G: FnMut(&T) -> Result<bool, OpError>,
