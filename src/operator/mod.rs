@@ -306,3 +306,46 @@ pub trait Operator: Send + 'static {
         Ok(())
     }
 }
+
+/// A boxed operator is an operator (for builders that choose it at run time).
+impl<O: Operator + ?Sized> Operator for Box<O> {
+    type In = O::In;
+    type Out = O::Out;
+
+    fn start(&mut self, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).start(out)
+    }
+
+    fn on_batch(
+        &mut self,
+        port: usize,
+        batch: Vec<Self::In>,
+        out: &mut Outputs<Self::Out>,
+    ) -> OpResult {
+        (**self).on_batch(port, batch, out)
+    }
+
+    fn on_end(&mut self, port: usize, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).on_end(port, out)
+    }
+
+    fn finish(&mut self, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).finish(out)
+    }
+
+    fn generate(&mut self, out: &mut Outputs<Self::Out>, max: usize) -> OpResult<Gen> {
+        (**self).generate(out, max)
+    }
+
+    fn end_note(&self) -> Option<String> {
+        (**self).end_note()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        (**self).snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        (**self).restore(state)
+    }
+}
