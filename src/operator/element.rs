@@ -214,6 +214,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![2, 6]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_element_with_state`] is.
     pub fn map_element<T, U, R, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -249,6 +252,8 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![1, 3, 6]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_element_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<T>,
@@ -279,6 +284,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 2, 4]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::filter_element_with_state`] is.
     pub fn filter_element<T, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<T>
     where
         T: Element,
@@ -301,6 +309,8 @@ impl Graph {
     }
 
     /// Stateful `filter_element`: `f(&x, &mut state)` decides.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn filter_element_with_state<T, S, F>(
         &mut self,
         s: &Stream<T>,

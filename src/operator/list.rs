@@ -221,6 +221,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![10, 30]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_list_with_state`] is.
     pub fn map_list<T, U, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -241,6 +244,8 @@ impl Graph {
     }
 
     /// Stateful `map_list`: `f(batch, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_list_with_state<T, U, S, F>(
         &mut self,
         s: &Stream<T>,
@@ -272,6 +277,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(*total.lock().unwrap(), 10);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::sink_list_with_state`] is.
     pub fn sink_list<T, F>(&mut self, s: &Stream<T>, mut f: F)
     where
         T: Element,
@@ -294,6 +302,8 @@ impl Graph {
     }
 
     /// Stateful `sink_list`: `f(batch, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn sink_list_with_state<T, S, F>(&mut self, s: &Stream<T>, state: S, mut f: F)
     where
         T: Element,
@@ -325,6 +335,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![6]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::iot_with_state`] is.
     pub fn iot<T, U, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -350,6 +363,8 @@ impl Graph {
     }
 
     /// Stateful `iot`: `f(pending, eos, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn iot_with_state<T, U, S, F>(&mut self, s: &Stream<T>, state: S, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -401,6 +416,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![11, 22]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::iot_merge_with_state`] is.
     pub fn iot_merge<T, U, F>(&mut self, ins: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -426,6 +444,8 @@ impl Graph {
     }
 
     /// Stateful `iot_merge`: `f(pending, eos, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn iot_merge_with_state<T, U, S, F>(
         &mut self,
         ins: &[&Stream<T>],

@@ -750,6 +750,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![11, 22, 33]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::zip_map_with_state`] is.
     pub fn zip_map<T, U, R, F>(&mut self, inputs: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -772,6 +775,8 @@ impl Graph {
     }
 
     /// Stateful `zip_map`: `f(xs, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn zip_map_with_state<T, U, S, R, F>(
         &mut self,
         inputs: &[&Stream<T>],
@@ -892,6 +897,9 @@ impl Graph {
     /// got.sort();
     /// assert_eq!(got, vec![-10, 1, 2]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::merge_asynch_with_state`] is.
     pub fn merge_asynch<T, U, R, F>(&mut self, inputs: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -914,6 +922,8 @@ impl Graph {
     }
 
     /// Stateful `merge_asynch`: `f(i, x, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn merge_asynch_with_state<T, U, S, R, F>(
         &mut self,
         inputs: &[&Stream<T>],

@@ -4,6 +4,13 @@
 //! (`on_batch`) that consumes everything available on an input at once, plus end work
 //! (`on_end`, `finish`). Sources implement `generate`. The actor in `crate::actor` runs it;
 //! each family module is a thin layer of constructors on the graph builder.
+//!
+//! Every operator can serialize its state ([`Operator::snapshot`]) and put it back into a
+//! fresh instance built the same way ([`Operator::restore`]): the basis of checkpoints and
+//! restarts. The closures of the Rust API are opaque: what a closure captures is not part of
+//! its operator's snapshot (an operator whose only state would be in its closure has none).
+//! The `_with_state` forms keep their `S` in the operator instead ([`OpState`]), where it is
+//! part of the snapshot: hence `S: `[`StateType`] (serde).
 
 use std::fmt::Debug;
 use std::time::Duration;

@@ -54,6 +54,9 @@ impl Graph {
     /// assert_eq!(s.take(), vec![11, 22, 33]);
     /// assert_eq!(odd.take(), vec![10, 30]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::multi_element_with_state`] is.
     pub fn multi_element<T, U, F>(
         &mut self,
         inputs: &[&Stream<T>],
@@ -91,6 +94,8 @@ impl Graph {
     }
 
     /// Stateful `multi_element`: `f(xs, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn multi_element_with_state<T, U, S, F>(
         &mut self,
         inputs: &[&Stream<T>],

@@ -428,6 +428,8 @@ impl<T: Element> Operator for ChannelSink<T> {
 
 impl Graph {
     /// `sink_element`: calls `f` on every element (side effects only).
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none).
     pub fn sink_element<T, F>(&mut self, s: &Stream<T>, mut f: F)
     where
         T: Element,

@@ -767,6 +767,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 20, 40]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::source_fn_with_state`] is.
     pub fn source_fn<T, R, F>(&mut self, count: usize, mut f: F) -> Stream<T>
     where
         T: Element,
@@ -799,6 +802,8 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 1, 1, 2, 3, 5]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn source_fn_with_state<T, S, R, F>(
         &mut self,
         count: usize,

@@ -207,6 +207,9 @@ impl Graph {
     /// assert_eq!(e.take(), vec![0, 2, 4]);
     /// assert_eq!(o.take(), vec![1, 3]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::split_element_with_state`] is.
     pub fn split_element<T, U, F, const N: usize>(
         &mut self,
         s: &Stream<T>,
@@ -222,6 +225,8 @@ impl Graph {
     }
 
     /// Stateful `split_element`: `f(x, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn split_element_with_state<T, U, S, F, const N: usize>(
         &mut self,
         s: &Stream<T>,

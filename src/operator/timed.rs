@@ -408,6 +408,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![(10.0, 3), (15.0, 5), (20.0, 3)]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::timed_window_with_state`] is.
     pub fn timed_window<T, U, R, F>(
         &mut self,
         s: &Stream<(Time, T)>,
@@ -446,6 +449,8 @@ impl Graph {
     }
 
     /// Stateful `timed_window`: `f(window, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn timed_window_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<(Time, T)>,

@@ -774,6 +774,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![3, 9, 15]); // [0,1,2], [2,3,4], [4,5,6]
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_window_with_state`] is.
     pub fn map_window<T, U, R, F>(&mut self, s: &Stream<T>, count: Count, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -859,6 +862,8 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![1, 6, 15]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_window_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<T>,
@@ -942,6 +947,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(*seen.lock().unwrap(), vec![vec![0, 1], vec![2, 3], vec![4]]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::sink_window_with_state`] is.
     pub fn sink_window<T, F>(&mut self, s: &Stream<T>, count: Count, mut f: F)
     where
         T: Element,
@@ -967,6 +975,8 @@ impl Graph {
     }
 
     /// Stateful `sink_window`: `f(window, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn sink_window_with_state<T, S, F>(
         &mut self,
         s: &Stream<T>,
