@@ -118,12 +118,11 @@ pub(crate) struct Wiring<O: Operator> {
     pub restart: Option<OpRestart>,
 }
 
-/// What an operator restarted in place has to do again, and from when.
+/// What an operator restarted in place has to do again: process this batch of input `port`.
+/// (Sources are not restarted in place: a source's position is restored only into a fresh
+/// instance, so a failing source ends the run like before.)
 enum Retry<T> {
-    /// Process this batch of input `port` again.
     Batch(usize, Vec<T>),
-    /// Call the source's `generate` again.
-    Generate,
 }
 
 /// The actix actor running one operator.
@@ -190,26 +189,6 @@ impl<O: Operator> OpActor<O> {
         }
     }
 
-    /// Runs a source's `generate`, restarting it in place like [`Self::process`]. `None`: deferred.
-    fn generate(&mut self, ctx: &mut Context<Self>, max: usize) -> OpResult<Option<Gen>> {
-        if self.w.restart.is_none() {
-            return self.guarded(|op, out| op.generate(out, max)).map(Some);
-        }
-        let saved = self.op.snapshot()?;
-        self.calls += 1;
-        let (name, call) = (self.w.name.clone(), self.calls);
-        match self.guarded(|op, out| {
-            Self::chaos(&name, call);
-            op.generate(out, max)
-        }) {
-            Ok(g) => Ok(Some(g)),
-            Err(e) if e.data_error => Err(e),
-            Err(e) => self
-                .restart_in_place(ctx, e, saved, Retry::Generate)
-                .map(|_| None),
-        }
-    }
-
     /// The operator failed with `e` on the work `again`: undo the attempt (its outputs, its
     /// state) and schedule `again` after the backoff, unless restarts ran out (then the error,
     /// after one last attempt that lets what preceded the failing element through).
@@ -246,10 +225,8 @@ impl<O: Operator> OpActor<O> {
         };
         if self.restarts.len() as u32 >= policy.max_restarts {
             let n = self.restarts.len();
-            let last = match again {
-                Retry::Batch(port, b) => self.guarded(|op, out| op.on_batch(port, b, out)),
-                Retry::Generate => Err(e.clone()),
-            };
+            let Retry::Batch(port, b) = again;
+            let last = self.guarded(|op, out| op.on_batch(port, b, out));
             return match last {
                 Ok(()) => Ok(true),
                 Err(mut e) => {
@@ -299,21 +276,16 @@ impl<O: Operator> OpActor<O> {
             self.retry = Some((again, at));
             return Ok(false);
         }
-        match again {
-            Retry::Batch(port, b) => {
-                let n = b.len() as i64;
-                if !self.process(ctx, port, b)? {
-                    return Ok(false);
-                }
-                self.distribute();
-                if self.w.inputs[port].intra {
-                    self.cycle_sub(n);
-                }
-                Ok(true)
-            }
-            // The source's main path calls `generate` again.
-            Retry::Generate => Ok(true),
+        let Retry::Batch(port, b) = again;
+        let n = b.len() as i64;
+        if !self.process(ctx, port, b)? {
+            return Ok(false);
         }
+        self.distribute();
+        if self.w.inputs[port].intra {
+            self.cycle_sub(n);
+        }
+        Ok(true)
     }
 
     fn guarded<R>(
@@ -441,14 +413,8 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Running {
             if self.w.inputs.is_empty() {
-                if !self.do_retry(ctx)? {
-                    return Ok(());
-                }
                 let max = self.source_batch();
-                let Some(g) = self.generate(ctx, max)? else {
-                    return Ok(());
-                };
-                match g {
+                match self.guarded(|op, out| op.generate(out, max))? {
                     Gen::More => {
                         self.distribute();
                         if !self.blocked() {

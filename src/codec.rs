@@ -169,6 +169,24 @@ pub fn decode<T: DeserializeOwned + 'static>(bytes: &[u8]) -> Result<Vec<T>, Cod
     }
 }
 
+/// The encoding of one value (an operator's snapshot, for one).
+pub fn to_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError(e.to_string()))
+}
+
+/// Decodes a value encoded by [`to_bytes`]; trailing bytes are an error.
+pub fn from_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (v, used): (T, usize) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(CodecError(format!(
+            "{} trailing bytes after a value",
+            bytes.len() - used
+        )));
+    }
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +238,15 @@ mod tests {
         assert!(decode::<i64>(&buf).is_err());
         assert!(decode::<f64>(&buf[..5]).is_err());
         assert!(decode::<Value>(&[VALUE_F64, 1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn values_round_trip_and_trailing_bytes_are_an_error() {
+        let x = (3u64, Some(Value::Str("s".into())), vec![1.5f64]);
+        let b = to_bytes(&x).unwrap();
+        assert_eq!(from_bytes::<(u64, Option<Value>, Vec<f64>)>(&b).unwrap(), x);
+        let mut b2 = b.clone();
+        b2.push(0);
+        assert!(from_bytes::<(u64, Option<Value>, Vec<f64>)>(&b2).is_err());
     }
 }

@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use crate::operator::{Gen, OpResult, Operator, Outputs};
+use crate::operator::{load_state, save_state, Gen, OpResult, Operator, Outputs};
 
 /// One shared 64-bit cell of recovery state (a sink's written count, a source's start time).
 #[derive(Clone)]
@@ -72,6 +72,8 @@ impl std::fmt::Debug for Slot {
 /// already wrote, and records in `slot` how many have been written once each batch is out.
 ///
 /// A crash between a batch being written and the count being stored repeats that one batch.
+/// Its snapshot is the inner sink's with the elements seen; a restored one goes on counting
+/// from there (the slot, shared across attempts, still says what was written).
 pub struct SkipWritten<O> {
     inner: O,
     slot: Slot,
@@ -133,6 +135,20 @@ impl<O: Operator> Operator for SkipWritten<O> {
 
     fn end_note(&self) -> Option<String> {
         self.inner.end_note()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (self.seen, self.inner.snapshot()?);
+        save_state("a sink", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (seen, inner): (u64, Option<Vec<u8>>) = load_state("a sink", state)?;
+        if let Some(b) = inner {
+            self.inner.restore(&b)?;
+        }
+        self.seen = seen;
+        Ok(())
     }
 }
 
@@ -196,14 +212,22 @@ pub fn panic_due(op: &str, call: u64) -> bool {
 mod tests {
     use super::*;
 
-    /// Records what it is given.
-    struct Rec(Arc<std::sync::Mutex<Vec<i64>>>);
+    /// Records what it is given; its snapshot is how many elements that was.
+    struct Rec(Arc<std::sync::Mutex<Vec<i64>>>, u64);
 
     impl Operator for Rec {
         type In = i64;
         type Out = i64;
         fn on_batch(&mut self, _p: usize, b: Vec<i64>, _o: &mut Outputs<i64>) -> OpResult {
+            self.1 += b.len() as u64;
             self.0.lock().unwrap().extend(b);
+            Ok(())
+        }
+        fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+            save_state("rec", &self.1).map(Some)
+        }
+        fn restore(&mut self, state: &[u8]) -> OpResult {
+            self.1 = load_state("rec", state)?;
             Ok(())
         }
     }
@@ -230,16 +254,37 @@ mod tests {
         let input: Vec<i64> = (0..10).collect();
         // The first attempt writes 0..6, then "crashes".
         feed(
-            &mut SkipWritten::new(Rec(seen.clone()), slot.clone()),
+            &mut SkipWritten::new(Rec(seen.clone(), 0), slot.clone()),
             &[&input[..3], &input[3..6]],
         );
         assert_eq!(slot.get(), 6);
         // The second replays everything, in other batch sizes.
         feed(
-            &mut SkipWritten::new(Rec(seen.clone()), slot.clone()),
+            &mut SkipWritten::new(Rec(seen.clone(), 0), slot.clone()),
             &[&input[..4], &input[4..5], &input[5..]],
         );
         assert_eq!(*seen.lock().unwrap(), input);
         assert_eq!(slot.get(), 10);
+    }
+
+    #[test]
+    fn a_restored_wrapper_forwards_to_its_sink_and_keeps_its_count() {
+        let slot = Slot::local();
+        let seen = Arc::new(std::sync::Mutex::new(vec![]));
+        let input: Vec<i64> = (0..10).collect();
+        // Writes 0..4, snapshots, writes 4..7, then "crashes".
+        let mut first = SkipWritten::new(Rec(seen.clone(), 0), slot.clone());
+        feed(&mut first, &[&input[..4]]);
+        let snap = first.snapshot().unwrap().unwrap();
+        feed(&mut first, &[&input[4..7]]);
+        // Restored, it is given the rest from the snapshot's position: 4.. (what was written
+        // after the snapshot is skipped by the slot's count).
+        let mut second = SkipWritten::new(Rec(seen.clone(), 0), slot.clone());
+        second.restore(&snap).unwrap();
+        assert_eq!((second.seen, second.inner.1), (4, 4));
+        feed(&mut second, &[&input[4..6], &input[6..]]);
+        assert_eq!(*seen.lock().unwrap(), input);
+        assert_eq!(slot.get(), 10);
+        assert_eq!(second.inner.1, 7);
     }
 }

@@ -30,7 +30,7 @@ use crate::emit::Emit;
 use crate::manifest::build::BuildError;
 use crate::manifest::kinds::{Arity, FnUse, KindSpec, KindTable};
 use crate::manifest::schema::OperatorDecl;
-use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
+use crate::operator::{load_state, save_state, Gen, OpError, OpResult, Operator, Outputs};
 use crate::pipeline::{Graph, Stream};
 use crate::Value;
 
@@ -184,7 +184,8 @@ impl Registry {
     }
 
     /// Registers a one-input one-output kind: `make(params)` gives the closure for each
-    /// operator, called on every element converted to `T`; its `U` is emitted.
+    /// operator, called on every element converted to `T`; its `U` is emitted. What the
+    /// closure captures is not part of the operator's snapshot (it has none).
     pub fn map<T, U, F, M>(&mut self, name: &str, make: M) -> KindRef<'_>
     where
         T: DeserializeOwned + 'static,
@@ -206,7 +207,8 @@ impl Registry {
     }
 
     /// Registers a one-input one-output filter: keeps the elements for which the closure
-    /// (given each element converted to `T`) is true.
+    /// (given each element converted to `T`) is true. What the closure captures is not part
+    /// of the operator's snapshot (it has none).
     pub fn filter<T, F, M>(&mut self, name: &str, make: M) -> KindRef<'_>
     where
         T: DeserializeOwned + 'static,
@@ -225,7 +227,8 @@ impl Registry {
         )
     }
 
-    /// Registers a one-input sink: the closure gets each element converted to `T`.
+    /// Registers a one-input sink: the closure gets each element converted to `T`. What the
+    /// closure captures is not part of the operator's snapshot (it has none).
     pub fn sink<T, F, M>(&mut self, name: &str, make: M) -> KindRef<'_>
     where
         T: DeserializeOwned + 'static,
@@ -247,7 +250,9 @@ impl Registry {
     }
 
     /// Registers a source: the closure is called with 0, 1, 2, ... until it returns `None`
-    /// (paced by the operator's `interval`, if any).
+    /// (paced by the operator's `interval`, if any). The source's snapshot is the next index:
+    /// a restored source goes on calling from there, so the closure should depend on the index
+    /// only (what it captures is not part of the snapshot).
     pub fn source<T, F, M>(&mut self, name: &str, make: M) -> KindRef<'_>
     where
         T: Serialize + 'static,
@@ -290,7 +295,8 @@ impl Registry {
     }
 }
 
-/// A source calling `f(i)` until it returns `None`.
+/// A source calling `f(i)` until it returns `None`. Its snapshot is `i` and a failure held
+/// back.
 struct NativeSource<T, F> {
     f: F,
     i: usize,
@@ -334,6 +340,17 @@ where
         }
         Ok(Gen::More)
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("a source", &(self.i as u64, &self.pending)).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (i, pending): (u64, Option<OpError>) = load_state("a source", state)?;
+        self.i = i as usize;
+        self.pending = pending;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -341,6 +358,20 @@ mod tests {
     use super::*;
     use crate::manifest;
     use std::path::Path;
+
+    #[test]
+    fn a_native_source_resumes_at_its_next_index() {
+        let make = || NativeSource {
+            f: |i: usize| (i < 7).then_some(i * 10),
+            i: 0,
+            pending: None,
+            _t: std::marker::PhantomData,
+        };
+        for k in 0..9 {
+            let (got, want) = crate::operator::testkit::source_with_restore(make, k);
+            assert_eq!(got, want, "k = {k}");
+        }
+    }
 
     fn scale_registry() -> Registry {
         let mut reg = Registry::default();

@@ -12,7 +12,7 @@ use crate::value::Value;
 pub type OutputCheck = Box<dyn FnMut(&mut Value) -> Result<(), OpError> + Send>;
 
 /// An operator whose outputs are checked after every callback (ports without a check, and
-/// outputs that are not [`Value`]s, pass unchanged).
+/// outputs that are not [`Value`]s, pass unchanged). Its snapshot is the inner operator's.
 pub struct Checked<O> {
     inner: O,
     checks: Vec<Option<OutputCheck>>,
@@ -139,5 +139,15 @@ mod tests {
         assert_eq!(e.message, "not a number");
         assert_eq!(e.element.as_deref(), Some("Str(\"x\")"));
         assert_eq!(out.take(0), vec![Value::Float(1.0), Value::Float(2.5)]);
+    }
+
+    #[test]
+    fn snapshots_are_the_inner_operators() {
+        let vals = || (0..5).map(Value::Int).collect::<Vec<_>>().into_iter();
+        let (got, want) = crate::operator::testkit::source_with_restore(
+            || Checked::new(IterSource::new(vals()), vec![None]),
+            2,
+        );
+        assert_eq!(got, want);
     }
 }

@@ -4,28 +4,48 @@
 use std::marker::PhantomData;
 
 use crate::emit::{Emit, IntoEmit};
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    load_state, save_state, Element, FnState, OpError, OpResult, OpState, Operator, Outputs,
+    StateType,
+};
 use crate::pipeline::{Graph, Stream};
 
-/// Applies a fallible function to each element; what it returns is emitted.
-pub struct MapElement<T, U, F> {
+/// Applies a fallible function to each element; what it returns is emitted. `S` is the state
+/// of a stateful form (`()` for none), passed to `f` and part of the snapshot.
+pub struct MapElement<T, U, S, F> {
     f: F,
+    state: S,
     _t: PhantomData<fn(T) -> U>,
 }
 
-impl<T, U, F> MapElement<T, U, F>
-where
-    F: FnMut(T) -> Result<Emit<U>, OpError>,
-{
-    /// An operator calling `f` on each element.
-    pub fn new(f: F) -> Self {
-        MapElement { f, _t: PhantomData }
+impl<T, U> MapElement<T, U, (), ()> {
+    /// An operator calling `f` on each element (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(mut f: G) -> MapElement<T, U, (), impl FnMut(T, &mut ()) -> OpResult<Emit<U>>>
+    where
+        G: FnMut(T) -> Result<Emit<U>, OpError>,
+    {
+        MapElement::with_state((), move |x, _: &mut ()| f(x))
     }
 }
 
-impl<T: Element, U: Element, F> Operator for MapElement<T, U, F>
+impl<T, U, S, F> MapElement<T, U, S, F>
 where
-    F: FnMut(T) -> Result<Emit<U>, OpError> + Send + 'static,
+    F: FnMut(T, &mut S) -> Result<Emit<U>, OpError>,
+{
+    /// An operator calling `f(x, &mut state)` on each element.
+    pub fn with_state(state: S, f: F) -> Self {
+        MapElement {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, U: Element, S: OpState, F> Operator for MapElement<T, U, S, F>
+where
+    F: FnMut(T, &mut S) -> Result<Emit<U>, OpError> + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -35,21 +55,56 @@ where
         let o = out.port_mut(0);
         o.reserve(batch.len());
         for x in batch {
-            (self.f)(x)?.push_into(o);
+            (self.f)(x, &mut self.state)?.push_into(o);
         }
         Ok(())
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
+    }
 }
 
-/// Keeps the elements for which a predicate holds (reuses the batch in place).
-pub struct FilterElement<T, F> {
+/// Keeps the elements for which a predicate holds (reuses the batch in place). `S` as for
+/// [`MapElement`].
+pub struct FilterElement<T, S, F> {
     f: F,
+    state: S,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T: Element, F> Operator for FilterElement<T, F>
+impl<T> FilterElement<T, (), ()> {
+    /// A filter keeping the elements for which `f` holds (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(mut f: G) -> FilterElement<T, (), impl FnMut(&T, &mut ()) -> OpResult<bool>>
+    where
+        G: FnMut(&T) -> Result<bool, OpError>,
+    {
+        FilterElement::with_state((), move |x: &T, _: &mut ()| f(x))
+    }
+}
+
+impl<T, S, F> FilterElement<T, S, F>
 where
-    F: FnMut(&T) -> Result<bool, OpError> + Send + 'static,
+    F: FnMut(&T, &mut S) -> Result<bool, OpError>,
+{
+    /// A filter deciding with `f(&x, &mut state)`.
+    pub fn with_state(state: S, f: F) -> Self {
+        FilterElement {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, S: OpState, F> Operator for FilterElement<T, S, F>
+where
+    F: FnMut(&T, &mut S) -> Result<bool, OpError> + Send + 'static,
 {
     type In = T;
     type Out = T;
@@ -57,11 +112,12 @@ where
     #[inline]
     fn on_batch(&mut self, _port: usize, mut batch: Vec<T>, out: &mut Outputs<T>) -> OpResult {
         let mut err = None;
+        let state = &mut self.state;
         batch.retain(|x| {
             if err.is_some() {
                 return false;
             }
-            match (self.f)(x) {
+            match (self.f)(x, state) {
                 Ok(k) => k,
                 Err(e) => {
                     err = Some(e.with_element(x));
@@ -71,6 +127,14 @@ where
         });
         out.put_vec(0, batch);
         err.map_or(Ok(()), Err)
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
     }
 }
 
@@ -93,9 +157,21 @@ impl<T: Element> Operator for Copy<T> {
     }
 }
 
-/// Emits fixed values first, then copies its input (seeds feedback loops).
+/// Emits fixed values first, then copies its input (seeds feedback loops). Its state is
+/// whether the values were emitted.
 pub struct Prepend<T> {
     values: Vec<T>,
+    done: bool,
+}
+
+impl<T> Prepend<T> {
+    /// Emits `values`, then its input.
+    pub fn new(values: Vec<T>) -> Self {
+        Prepend {
+            values,
+            done: false,
+        }
+    }
 }
 
 impl<T: Element> Operator for Prepend<T> {
@@ -103,12 +179,25 @@ impl<T: Element> Operator for Prepend<T> {
     type Out = T;
 
     fn start(&mut self, out: &mut Outputs<T>) -> OpResult {
-        out.put_vec(0, std::mem::take(&mut self.values));
+        let values = std::mem::take(&mut self.values);
+        if !self.done {
+            out.put_vec(0, values);
+            self.done = true;
+        }
         Ok(())
     }
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<T>) -> OpResult {
         out.put_vec(0, batch);
+        Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("prepend", &self.done).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.done = load_state("prepend", state)?;
         Ok(())
     }
 }
@@ -125,6 +214,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![2, 6]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_element_with_state`] is.
     pub fn map_element<T, U, R, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -160,24 +252,25 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![1, 3, 6]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_element_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<T>,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<U>,
         F: FnMut(T, &mut S) -> R + Send + 'static,
     {
-        self.add_unary(
-            "map_element",
-            MapElement::new(move |x| Ok(f(x, &mut state).into_emit())),
-            &[s],
-        )
+        let op = MapElement::with_state(FnState(state), move |x, st: &mut FnState<S>| {
+            Ok(f(x, &mut st.0).into_emit())
+        });
+        self.add_unary("map_element", op, &[s])
     }
 
     /// `filter_element`: keeps the elements for which `f` is true.
@@ -191,6 +284,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 2, 4]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::filter_element_with_state`] is.
     pub fn filter_element<T, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<T>
     where
         T: Element,
@@ -198,10 +294,7 @@ impl Graph {
     {
         self.add_unary(
             "filter_element",
-            FilterElement {
-                f: move |x: &T| Ok(f(x)),
-                _t: PhantomData,
-            },
+            FilterElement::new(move |x: &T| Ok(f(x))),
             &[s],
         )
     }
@@ -212,29 +305,27 @@ impl Graph {
         T: Element,
         F: FnMut(&T) -> Result<bool, OpError> + Send + 'static,
     {
-        self.add_unary("filter_element", FilterElement { f, _t: PhantomData }, &[s])
+        self.add_unary("filter_element", FilterElement::new(f), &[s])
     }
 
     /// Stateful `filter_element`: `f(&x, &mut state)` decides.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn filter_element_with_state<T, S, F>(
         &mut self,
         s: &Stream<T>,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<T>
     where
         T: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&T, &mut S) -> bool + Send + 'static,
     {
-        self.add_unary(
-            "filter_element",
-            FilterElement {
-                f: move |x: &T| Ok(f(x, &mut state)),
-                _t: PhantomData,
-            },
-            &[s],
-        )
+        let op = FilterElement::with_state(FnState(state), move |x: &T, st: &mut FnState<S>| {
+            Ok(f(x, &mut st.0))
+        });
+        self.add_unary("filter_element", op, &[s])
     }
 
     /// `copy`: `n` streams that each receive every element of `s`.
@@ -244,7 +335,7 @@ impl Graph {
 
     /// `prepend`: emits `values`, then every element of `s` (seeds feedback loops).
     pub fn prepend<T: Element>(&mut self, s: &Stream<T>, values: Vec<T>) -> Stream<T> {
-        self.add_unary("prepend", Prepend { values }, &[s])
+        self.add_unary("prepend", Prepend::new(values), &[s])
     }
 
     /// `exponential_smoothing`: `s = alpha*s + (1-alpha)*x` per element, starting from `initial`.
@@ -266,7 +357,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{chunks, run_batched, whole};
+    use crate::operator::testkit::{chunks, cut, run_batched, run_with_restore, whole};
     use proptest::prelude::*;
 
     fn map_op() -> impl Operator<In = i64, Out = i64> {
@@ -282,10 +373,7 @@ mod tests {
     }
 
     fn filter_op() -> impl Operator<In = i64, Out = i64> {
-        FilterElement {
-            f: |x: &i64| Ok(x % 2 == 0),
-            _t: PhantomData,
-        }
+        FilterElement::new(|x: &i64| Ok(x % 2 == 0))
     }
 
     #[test]
@@ -296,16 +384,13 @@ mod tests {
 
     #[test]
     fn a_failing_filter_keeps_what_came_before_and_names_the_element() {
-        let op = FilterElement {
-            f: |x: &i64| {
-                if *x == 3 {
-                    Err(OpError::new("three"))
-                } else {
-                    Ok(true)
-                }
-            },
-            _t: PhantomData,
-        };
+        let op = FilterElement::new(|x: &i64| {
+            if *x == 3 {
+                Err(OpError::new("three"))
+            } else {
+                Ok(true)
+            }
+        });
         // What the operator wrote before failing stays in its outputs: the actor sends it on.
         let mut op = op;
         let mut out = Outputs::new(1);
@@ -316,7 +401,7 @@ mod tests {
 
     #[test]
     fn prepend_emits_its_values_before_any_input_even_with_no_input() {
-        let got = run_batched(Prepend { values: vec![7, 8] }, whole(vec![vec![]]), &[], 1);
+        let got = run_batched(Prepend::new(vec![7, 8]), whole(vec![vec![]]), &[], 1);
         assert_eq!(got, vec![vec![7, 8]]);
     }
 
@@ -339,10 +424,56 @@ mod tests {
                 run_batched(Copy::<i64>(PhantomData), batched.clone(), &[], 3),
                 vec![xs.clone(), xs.clone(), xs.clone()]
             );
-            let pre = || Prepend { values: vec![-1, -2] };
+            let pre = || Prepend::new(vec![-1, -2]);
             let mut want = vec![-1, -2];
             want.extend(&xs);
             prop_assert_eq!(run_batched(pre(), batched, &[], 1), vec![want]);
         }
+
+        #[test]
+        fn element_operators_resume_from_a_snapshot(
+            xs in prop::collection::vec(-1000i64..1000, 0..100),
+            sizes in prop::collection::vec(1usize..9, 1..5),
+            k in cut(),
+        ) {
+            let b = vec![chunks(&xs, &sizes)];
+            let (got, want) = run_with_restore(map_op, b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(filter_op, b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(|| Copy::<i64>(PhantomData), b.clone(), &[], k, 2);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(|| Prepend::new(vec![-1, -2]), b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            // Running sums: the state decides every output.
+            let running = || MapElement::with_state(FnState(0i64), |x: i64, s: &mut FnState<i64>| {
+                s.0 += x;
+                Ok(Emit::One(s.0))
+            });
+            let (got, want) = run_with_restore(running, b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            // Keeps an element when it is above every earlier one.
+            let records = || FilterElement::with_state(FnState(i64::MIN), |x: &i64, m: &mut FnState<i64>| {
+                let keep = *x > m.0;
+                m.0 = m.0.max(*x);
+                Ok(keep)
+            });
+            let (got, want) = run_with_restore(records, b, &[], k, 1);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn stateless_element_operators_have_no_snapshot_and_stateful_ones_do() {
+        assert!(map_op().snapshot().unwrap().is_none());
+        assert!(filter_op().snapshot().unwrap().is_none());
+        let op =
+            MapElement::with_state(FnState(7u8), |x: i64, _: &mut FnState<u8>| Ok(Emit::One(x)));
+        let b = op.snapshot().unwrap().unwrap();
+        let mut fresh =
+            MapElement::with_state(FnState(0u8), |x: i64, _: &mut FnState<u8>| Ok(Emit::One(x)));
+        fresh.restore(&b).unwrap();
+        assert_eq!(fresh.state.0, 7);
+        assert!(fresh.restore(&[1, 2, 3]).is_err());
     }
 }

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use crate::link::local::{Channel, End, LinkConfig, Overflow, Recv};
 use crate::operator::sink::format_line;
 use crate::operator::source::{parse_json_line, Format, OnError, TypeCheck};
-use crate::operator::{OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    cannot_restore, load_state, save_state, OpError, OpResult, Operator, Outputs,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
@@ -109,6 +111,9 @@ struct SourceShared {
 /// (blank lines ignored); bad lines follow [`OnError`] and are reported as `command:LINE`.
 /// The stream ends when the command closes its standard output; a non-zero exit status then
 /// fails the operator (after everything it printed was emitted). Its standard error is ours.
+///
+/// Its snapshot is how many elements it emitted; what the command printed cannot be read
+/// again, so restoring it is an error.
 pub struct ExecSource {
     cmd: ExecCommand,
     on_error: OnError,
@@ -117,6 +122,7 @@ pub struct ExecSource {
     chan: Option<Arc<Channel<Value>>>,
     shared: Arc<SourceShared>,
     reader: Option<JoinHandle<()>>,
+    emitted: u64,
 }
 
 impl Operator for ExecSource {
@@ -155,8 +161,23 @@ impl Operator for ExecSource {
     }
 
     fn on_batch(&mut self, _port: usize, batch: Vec<Value>, out: &mut Outputs<Value>) -> OpResult {
+        self.emitted += batch.len() as u64;
         out.put_vec(0, batch);
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("source.exec", &self.emitted).map(Some)
+    }
+
+    fn restore(&mut self, _state: &[u8]) -> OpResult {
+        Err(cannot_restore(
+            "source.exec",
+            &format!(
+                "what the command \"{}\" printed cannot be read again",
+                self.cmd.label
+            ),
+        ))
     }
 
     fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
@@ -310,11 +331,16 @@ struct SinkShared {
 /// input (flushed after each batch); at end of stream closes it and waits for the command.
 /// A non-zero exit status or a broken pipe fails the operator. The command's standard output
 /// goes to our standard error (standard output carries only `sink.stdout` data).
+///
+/// Its snapshot is how many elements it was given; a restored one takes the count back and
+/// starts the command again (a command cannot be rewound:
+/// [`crate::recovery::SkipWritten`] skips what was already written).
 pub struct ExecSink {
     cmd: ExecCommand,
     chan: Arc<Channel<Value>>,
     shared: Arc<SinkShared>,
     writer: Option<JoinHandle<OpResult>>,
+    written: u64,
 }
 
 impl ExecSink {
@@ -328,6 +354,7 @@ impl ExecSink {
             }),
             shared: Arc::new(SinkShared::default()),
             writer: None,
+            written: 0,
         }
     }
 
@@ -380,6 +407,7 @@ impl Operator for ExecSink {
         _out: &mut Outputs<Value>,
     ) -> OpResult {
         if !self.shared.failed.load(Ordering::Acquire) {
+            self.written += batch.len() as u64;
             // Waits only while the command is slower than the pipeline (backpressure).
             self.chan.push_blocking(&mut batch, None);
         }
@@ -392,6 +420,15 @@ impl Operator for ExecSink {
     fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
         self.chan.close(End::default());
         self.join()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("sink.exec", &self.written).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.written = load_state("sink.exec", state)?;
+        Ok(())
     }
 }
 
@@ -498,6 +535,7 @@ impl Graph {
             chan: Some(chan.clone()),
             shared: Arc::new(SourceShared::default()),
             reader: None,
+            emitted: 0,
         };
         self.add_external_source("source.exec", op, chan)
     }
@@ -514,6 +552,39 @@ mod tests {
 
     fn sh(script: &str) -> ExecCommand {
         ExecCommand::new(vec!["sh".into(), "-c".into(), script.into()])
+    }
+
+    #[test]
+    fn exec_operators_snapshot_their_counts_and_a_source_cannot_restore() {
+        let mut sink = ExecSink::new(sh("cat > /dev/null"));
+        let mut out = Outputs::new(0);
+        sink.start(&mut out).unwrap();
+        sink.on_batch(0, vec![Value::Int(1), Value::Int(2)], &mut out)
+            .unwrap();
+        let snap = sink.snapshot().unwrap().unwrap();
+        sink.finish(&mut out).unwrap();
+        let mut fresh = ExecSink::new(sh("cat > /dev/null"));
+        fresh.restore(&snap).unwrap();
+        assert_eq!(fresh.written, 2);
+        let src = ExecSource {
+            cmd: sh("echo 1"),
+            on_error: OnError::Fail,
+            typecheck: None,
+            interval: None,
+            chan: None,
+            shared: Arc::new(SourceShared::default()),
+            reader: None,
+            emitted: 3,
+        };
+        let snap = src.snapshot().unwrap().unwrap();
+        assert_eq!(load_state::<u64>("", &snap).unwrap(), 3);
+        let mut src = src;
+        let e = src.restore(&snap).unwrap_err();
+        assert!(
+            e.message.starts_with("source.exec: cannot restore") && e.message.contains("echo 1"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

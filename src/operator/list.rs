@@ -7,28 +7,48 @@
 use std::marker::PhantomData;
 
 use crate::emit::Emit;
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    load_state, save_state, Element, FnState, OpError, OpResult, OpState, Operator, Outputs,
+    StateType,
+};
 use crate::pipeline::{Graph, Stream};
 
 /// Calls a fallible function on each batch; the vector it returns is spliced into the output.
-pub struct MapList<T, U, F> {
+/// `S` is the state of a stateful form (`()` for none), passed to `f` and part of the snapshot.
+pub struct MapList<T, U, S, F> {
     f: F,
+    state: S,
     _t: PhantomData<fn(T) -> U>,
 }
 
-impl<T, U, F> MapList<T, U, F>
-where
-    F: FnMut(&[T]) -> Result<Vec<U>, OpError>,
-{
-    /// An operator calling `f` on each batch.
-    pub fn new(f: F) -> Self {
-        MapList { f, _t: PhantomData }
+impl<T, U> MapList<T, U, (), ()> {
+    /// An operator calling `f` on each batch (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(mut f: G) -> MapList<T, U, (), impl FnMut(&[T], &mut ()) -> OpResult<Vec<U>>>
+    where
+        G: FnMut(&[T]) -> Result<Vec<U>, OpError>,
+    {
+        MapList::with_state((), move |b: &[T], _: &mut ()| f(b))
     }
 }
 
-impl<T: Element, U: Element, F> Operator for MapList<T, U, F>
+impl<T, U, S, F> MapList<T, U, S, F>
 where
-    F: FnMut(&[T]) -> Result<Vec<U>, OpError> + Send + 'static,
+    F: FnMut(&[T], &mut S) -> Result<Vec<U>, OpError>,
+{
+    /// An operator calling `f(batch, &mut state)` on each batch.
+    pub fn with_state(state: S, f: F) -> Self {
+        MapList {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, U: Element, S: OpState, F> Operator for MapList<T, U, S, F>
+where
+    F: FnMut(&[T], &mut S) -> Result<Vec<U>, OpError> + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -37,40 +57,72 @@ where
         if batch.is_empty() {
             return Ok(());
         }
-        let r = (self.f)(&batch).map_err(|e| e.with_element(&batch))?;
+        let r = (self.f)(&batch, &mut self.state).map_err(|e| e.with_element(&batch))?;
         if !out.is_empty() {
             out.put_vec(0, r);
         }
         Ok(())
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
+    }
 }
 
 /// The `iot` family: elements wait in a pending buffer per input until the function says it
-/// consumed them. `f(pending, eos, out)` returns how many leading elements of each input it
-/// consumed and writes what it emits into `out`.
-pub struct Iot<T, U, F> {
+/// consumed them. `f(pending, eos, &mut state, out)` returns how many leading elements of each
+/// input it consumed and writes what it emits into `out`. The snapshot holds the pending
+/// elements and the state `S` (`()` for none).
+pub struct Iot<T, U, S, F> {
     pending: Vec<Vec<T>>,
     f: F,
+    state: S,
     discarded: usize,
     _u: PhantomData<fn() -> U>,
 }
 
-impl<T, U, F> Iot<T, U, F>
+/// What an `iot` function returns: how many leading elements of each input it consumed.
+type Consumed = OpResult<Vec<usize>>;
+
+impl<T, U> Iot<T, U, (), ()> {
+    /// A stateless `iot` over `n_in` inputs.
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        n_in: usize,
+        mut f: G,
+    ) -> Iot<T, U, (), impl FnMut(&[Vec<T>], bool, &mut (), &mut Outputs<U>) -> Consumed>
+    where
+        G: FnMut(&[Vec<T>], bool, &mut Outputs<U>) -> Consumed,
+    {
+        Iot::with_state(
+            n_in,
+            (),
+            move |p: &[Vec<T>], eos, _: &mut (), out: &mut Outputs<U>| f(p, eos, out),
+        )
+    }
+}
+
+impl<T, U, S, F> Iot<T, U, S, F>
 where
-    F: FnMut(&[Vec<T>], bool, &mut Outputs<U>) -> Result<Vec<usize>, OpError>,
+    F: FnMut(&[Vec<T>], bool, &mut S, &mut Outputs<U>) -> Consumed,
 {
-    /// An `iot` over `n_in` inputs.
-    pub fn new(n_in: usize, f: F) -> Self {
+    /// An `iot` over `n_in` inputs whose function carries `state`.
+    pub fn with_state(n_in: usize, state: S, f: F) -> Self {
         Iot {
             pending: (0..n_in).map(|_| Vec::new()).collect(),
             f,
+            state,
             discarded: 0,
             _u: PhantomData,
         }
     }
 
     fn call(&mut self, eos: bool, out: &mut Outputs<U>) -> OpResult {
-        let consumed = (self.f)(&self.pending, eos, out)?;
+        let consumed = (self.f)(&self.pending, eos, &mut self.state, out)?;
         if consumed.len() != self.pending.len() {
             return Err(OpError::new(format!(
                 "iot: consumed has {} entries for {} inputs",
@@ -91,9 +143,9 @@ where
     }
 }
 
-impl<T: Element, U: Element, F> Operator for Iot<T, U, F>
+impl<T: Element, U: Element, S: OpState, F> Operator for Iot<T, U, S, F>
 where
-    F: FnMut(&[Vec<T>], bool, &mut Outputs<U>) -> Result<Vec<usize>, OpError> + Send + 'static,
+    F: FnMut(&[Vec<T>], bool, &mut S, &mut Outputs<U>) -> Consumed + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -132,6 +184,29 @@ where
             )
         })
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (&self.pending, self.discarded, self.state.save()?);
+        save_state("iot", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (pending, discarded, st): (Vec<Vec<T>>, usize, Option<Vec<u8>>) =
+            load_state("iot", state)?;
+        if pending.len() != self.pending.len() {
+            return Err(OpError::new(format!(
+                "iot: cannot restore a state of {} inputs into one of {}",
+                pending.len(),
+                self.pending.len()
+            )));
+        }
+        self.pending = pending;
+        self.discarded = discarded;
+        if let Some(b) = st {
+            self.state.load(&b)?;
+        }
+        Ok(())
+    }
 }
 
 impl Graph {
@@ -146,6 +221,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![10, 30]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_list_with_state`] is.
     pub fn map_list<T, U, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -166,19 +244,24 @@ impl Graph {
     }
 
     /// Stateful `map_list`: `f(batch, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_list_with_state<T, U, S, F>(
         &mut self,
         s: &Stream<T>,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[T], &mut S) -> Vec<U> + Send + 'static,
     {
-        self.map_list(s, move |b: &[T]| f(b, &mut state))
+        let op = MapList::with_state(FnState(state), move |b: &[T], st: &mut FnState<S>| {
+            Ok(f(b, &mut st.0))
+        });
+        self.add_unary("map_list", op, &[s])
     }
 
     /// `sink_list`: calls `f` on each batch (side effects only).
@@ -194,6 +277,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(*total.lock().unwrap(), 10);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::sink_list_with_state`] is.
     pub fn sink_list<T, F>(&mut self, s: &Stream<T>, mut f: F)
     where
         T: Element,
@@ -211,18 +297,24 @@ impl Graph {
         T: Element,
         F: FnMut(&[T]) -> OpResult + Send + 'static,
     {
-        let op = MapList::<T, T, _>::new(move |b: &[T]| f(b).map(|()| Vec::new()));
+        let op = MapList::new(move |b: &[T]| f(b).map(|()| Vec::<T>::new()));
         self.add_sink("sink_list", op, &[s])
     }
 
     /// Stateful `sink_list`: `f(batch, &mut state)`.
-    pub fn sink_list_with_state<T, S, F>(&mut self, s: &Stream<T>, mut state: S, mut f: F)
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
+    pub fn sink_list_with_state<T, S, F>(&mut self, s: &Stream<T>, state: S, mut f: F)
     where
         T: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[T], &mut S) + Send + 'static,
     {
-        self.sink_list(s, move |b: &[T]| f(b, &mut state))
+        let op = MapList::with_state(FnState(state), move |b: &[T], st: &mut FnState<S>| {
+            f(b, &mut st.0);
+            Ok(Vec::<T>::new())
+        });
+        self.add_sink("sink_list", op, &[s])
     }
 
     /// `iot`: `f(pending, eos)` returns `(consumed, emitted)`; the `consumed` leading elements
@@ -243,6 +335,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![6]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::iot_with_state`] is.
     pub fn iot<T, U, F>(&mut self, s: &Stream<T>, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -268,14 +363,25 @@ impl Graph {
     }
 
     /// Stateful `iot`: `f(pending, eos, &mut state)`.
-    pub fn iot_with_state<T, U, S, F>(&mut self, s: &Stream<T>, mut state: S, mut f: F) -> Stream<U>
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
+    pub fn iot_with_state<T, U, S, F>(&mut self, s: &Stream<T>, state: S, mut f: F) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[T], bool, &mut S) -> (usize, Vec<U>) + Send + 'static,
     {
-        self.iot(s, move |p: &[T], eos| f(p, eos, &mut state))
+        let op = Iot::with_state(
+            1,
+            FnState(state),
+            move |p: &[Vec<T>], eos, st: &mut FnState<S>, out: &mut Outputs<U>| {
+                let (c, v) = f(&p[0], eos, &mut st.0);
+                out.put_vec(0, v);
+                Ok(vec![c])
+            },
+        );
+        self.add_unary("iot", op, &[s])
     }
 
     /// `iot` with `n` outputs: `emitted` holds one array per output (a wrong count is an error).
@@ -310,6 +416,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![11, 22]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::iot_merge_with_state`] is.
     pub fn iot_merge<T, U, F>(&mut self, ins: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -335,26 +444,39 @@ impl Graph {
     }
 
     /// Stateful `iot_merge`: `f(pending, eos, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn iot_merge_with_state<T, U, S, F>(
         &mut self,
         ins: &[&Stream<T>],
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[Vec<T>], bool, &mut S) -> (Vec<usize>, Vec<U>) + Send + 'static,
     {
-        self.iot_merge(ins, move |p: &[Vec<T>], eos| f(p, eos, &mut state))
+        let op = Iot::with_state(
+            ins.len(),
+            FnState(state),
+            move |p: &[Vec<T>], eos, st: &mut FnState<S>, out: &mut Outputs<U>| {
+                let (c, v) = f(p, eos, &mut st.0);
+                out.put_vec(0, v);
+                Ok(c)
+            },
+        );
+        self.add_unary("iot_merge", op, ins)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{cuts, run_rr as run_batched, run_whole, split_at};
+    use crate::operator::testkit::{
+        cut, cuts, run_rr as run_batched, run_whole, run_with_restore, split_at,
+    };
     use proptest::prelude::*;
     use std::sync::{Arc, Mutex};
 
@@ -475,7 +597,7 @@ mod tests {
         let op = MapList::new(|b: &[i64]| Ok(b.iter().flat_map(|v| [*v, *v]).collect()));
         let got = run_batched(op, vec![vec![vec![1, 2], vec![], vec![3]]], 1).unwrap();
         assert_eq!(got[0], vec![1, 1, 2, 2, 3, 3]);
-        let op = MapList::<i64, i64, _>::new(|b: &[i64]| {
+        let op = MapList::new(|b: &[i64]| -> Result<Vec<i64>, OpError> {
             if b.contains(&3) {
                 Err(OpError::new("three"))
             } else {
@@ -540,6 +662,43 @@ mod tests {
                 run_whole(zip_sum(), vec![xs.clone(), ys.clone()], 1).unwrap(),
                 run_batched(zip_sum(), vec![split_at(&xs, &c), split_at(&ys, &c2)], 1).unwrap()
             );
+        }
+
+        #[test]
+        fn list_operators_resume_from_a_snapshot(
+            xs in prop::collection::vec(-100i64..100, 0..50), c in cuts(), c2 in cuts(),
+            order in prop::collection::vec(0usize..2, 0..20), k in cut(),
+        ) {
+            let calls: Calls = Default::default();
+            let one = vec![split_at(&xs, &c)];
+            let (got, want) = run_with_restore(|| pairs(calls.clone()), one.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let ys: Vec<i64> = xs.iter().map(|v| v * 3).collect();
+            let two = vec![split_at(&xs, &c), split_at(&ys, &c2)];
+            let (got, want) = run_with_restore(zip_sum, two, &order, k, 1);
+            prop_assert_eq!(got, want);
+            // A stateful map_list numbering its batches, and a stateful iot (running sum,
+            // consuming all but the last element).
+            let numbered = || MapList::with_state(FnState(0i64), |b: &[i64], n: &mut FnState<i64>| {
+                n.0 += 1;
+                Ok(b.iter().map(|v| v * 1000 + n.0).collect())
+            });
+            let (got, want) = run_with_restore(numbered, one.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let running = || Iot::with_state(
+                1,
+                FnState(0i64),
+                |p: &[Vec<i64>], eos, t: &mut FnState<i64>, out: &mut Outputs<i64>| {
+                    let n = if eos { p[0].len() } else { p[0].len().saturating_sub(1) };
+                    for v in &p[0][..n] {
+                        t.0 += v;
+                        out.push(t.0);
+                    }
+                    Ok(vec![n])
+                },
+            );
+            let (got, want) = run_with_restore(running, one, &[], k, 1);
+            prop_assert_eq!(got, want);
         }
     }
 }

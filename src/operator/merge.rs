@@ -12,15 +12,21 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 
 use crate::emit::{Emit, IntoEmit};
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::operator::{
+    load_state, save_state, Element, FnState, OpError, OpResult, OpState, Operator, Outputs,
+    StateType,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
 /// Per-input queues of a zip: rows are popped once every input has an element.
 ///
 /// Once an input has ended with nothing queued, what other inputs hold or receive can never
-/// be matched: it is discarded at once and counted.
-#[derive(Debug)]
+/// be matched: it is discarded at once and counted. All of it is the zip's snapshot.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ZipBuffer<T> {
     queues: Vec<VecDeque<T>>,
     ended: Vec<bool>,
@@ -117,30 +123,49 @@ pub fn rows<T>(cols: Vec<Vec<T>>) -> impl Iterator<Item = Vec<T>> {
 }
 
 /// The zip operator: pops the common prefix of its inputs and hands the columns to `f`,
-/// which writes to any of the outputs.
-pub struct Zip<T, U, F> {
+/// which writes to any of the outputs. `S` is the state of a stateful form (`()` for none).
+/// The snapshot holds the queues, which inputs ended, the discard counts, and the state.
+pub struct Zip<T, U, S, F> {
     buf: ZipBuffer<T>,
     f: F,
+    state: S,
     _u: PhantomData<fn() -> U>,
 }
 
-impl<T, U, F> Zip<T, U, F>
+impl<T, U> Zip<T, U, (), ()> {
+    /// A zip of `n` inputs calling `f` on each common prefix (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        n: usize,
+        mut f: G,
+    ) -> Zip<T, U, (), impl FnMut(Vec<Vec<T>>, &mut (), &mut Outputs<U>) -> OpResult>
+    where
+        G: FnMut(Vec<Vec<T>>, &mut Outputs<U>) -> OpResult,
+    {
+        Zip::with_state(n, (), move |cols, _: &mut (), out: &mut Outputs<U>| {
+            f(cols, out)
+        })
+    }
+}
+
+impl<T, U, S, F> Zip<T, U, S, F>
 where
-    F: FnMut(Vec<Vec<T>>, &mut Outputs<U>) -> OpResult,
+    F: FnMut(Vec<Vec<T>>, &mut S, &mut Outputs<U>) -> OpResult,
 {
-    /// A zip of `n` inputs calling `f` on each common prefix.
-    pub fn new(n: usize, f: F) -> Self {
+    /// A zip of `n` inputs calling `f(columns, &mut state, out)` on each common prefix.
+    pub fn with_state(n: usize, state: S, f: F) -> Self {
         Zip {
             buf: ZipBuffer::new(n),
             f,
+            state,
             _u: PhantomData,
         }
     }
 }
 
-impl<T: Element, U: Element, F> Operator for Zip<T, U, F>
+impl<T: Element, U: Element, S: OpState, F> Operator for Zip<T, U, S, F>
 where
-    F: FnMut(Vec<Vec<T>>, &mut Outputs<U>) -> OpResult + Send + 'static,
+    F: FnMut(Vec<Vec<T>>, &mut S, &mut Outputs<U>) -> OpResult + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -148,9 +173,29 @@ where
     fn on_batch(&mut self, port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
         self.buf.push(port, batch);
         match self.buf.take_columns() {
-            Some(cols) => (self.f)(cols, out),
+            Some(cols) => (self.f)(cols, &mut self.state, out),
             None => Ok(()),
         }
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("a zip", &(&self.buf, self.state.save()?)).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (buf, st): (ZipBuffer<T>, Option<Vec<u8>>) = load_state("a zip", state)?;
+        if buf.queues.len() != self.buf.queues.len() {
+            return Err(OpError::new(format!(
+                "cannot restore a zip of {} inputs into one of {}",
+                buf.queues.len(),
+                self.buf.queues.len()
+            )));
+        }
+        self.buf = buf;
+        if let Some(b) = st {
+            self.state.load(&b)?;
+        }
+        Ok(())
     }
 
     fn on_end(&mut self, port: usize, _out: &mut Outputs<U>) -> OpResult {
@@ -175,10 +220,25 @@ where
     U: Element,
     F: FnMut(Vec<T>) -> Result<Emit<U>, OpError> + Send + 'static,
 {
-    Zip::new(n, move |cols, out: &mut Outputs<U>| {
+    zip_map_op_with_state(n, (), move |row, _: &mut ()| f(row))
+}
+
+/// The stateful `zip_map` operator: `f(row, &mut state)` per row.
+pub fn zip_map_op_with_state<T, U, S, F>(
+    n: usize,
+    state: S,
+    mut f: F,
+) -> impl Operator<In = T, Out = U>
+where
+    T: Element,
+    U: Element,
+    S: OpState,
+    F: FnMut(Vec<T>, &mut S) -> Result<Emit<U>, OpError> + Send + 'static,
+{
+    Zip::with_state(n, state, move |cols, st: &mut S, out: &mut Outputs<U>| {
         let o = out.port_mut(0);
         for row in rows(cols) {
-            f(row)?.push_into(o);
+            f(row, st)?.push_into(o);
         }
         Ok(())
     })
@@ -191,8 +251,23 @@ where
     U: Element,
     F: FnMut(Vec<Vec<T>>) -> Result<Vec<U>, OpError> + Send + 'static,
 {
-    Zip::new(n, move |cols, out: &mut Outputs<U>| {
-        let v = f(cols)?;
+    merge_list_op_with_state(n, (), move |cols, _: &mut ()| f(cols))
+}
+
+/// The stateful `merge_list` operator: `f(columns, &mut state)` per common prefix.
+pub fn merge_list_op_with_state<T, U, S, F>(
+    n: usize,
+    state: S,
+    mut f: F,
+) -> impl Operator<In = T, Out = U>
+where
+    T: Element,
+    U: Element,
+    S: OpState,
+    F: FnMut(Vec<Vec<T>>, &mut S) -> Result<Vec<U>, OpError> + Send + 'static,
+{
+    Zip::with_state(n, state, move |cols, st: &mut S, out: &mut Outputs<U>| {
+        let v = f(cols, st)?;
         out.port_mut(0).extend(v);
         Ok(())
     })
@@ -283,7 +358,7 @@ impl ZipArith for Value {
 
 /// A timestamp of a `Value` stream: an integer or a float, ordered numerically (integers
 /// exactly), kept as written for the output.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stamp(pub Value);
 
 impl PartialEq for Stamp {
@@ -308,9 +383,9 @@ pub type TimedRow<Tm, V> = (Tm, Vec<Option<V>>);
 /// It fixes what the timed merges emit for it.
 pub trait TimedPair: Element {
     /// The timestamp type.
-    type Time: PartialOrd + Clone + Debug + Send + 'static;
+    type Time: PartialOrd + Clone + Debug + Send + Serialize + DeserializeOwned + 'static;
     /// The value type.
-    type V: Clone + Debug + Send + 'static;
+    type V: Clone + Debug + Send + Serialize + DeserializeOwned + 'static;
     /// What `timed_zip` emits: `[t, [v_0, ..]]` (null for absent), or `(t, Vec<Option<V>>)`.
     type Zipped: Element;
     /// What `timed_mix` emits: `[t, [i, v]]`, or `(t, (i, v))`.
@@ -429,7 +504,8 @@ fn timed_parts<E: TimedPair>(
 }
 
 /// `timed_zip`: per input a queue of `(t, v)`; the entry for the smallest pending `t` is
-/// emitted once every input has a pending element or has ended.
+/// emitted once every input has a pending element or has ended. The snapshot holds the
+/// queues, each input's last time, and which inputs ended.
 pub struct TimedZip<E: TimedPair> {
     queues: Vec<VecDeque<(E::Time, E::V)>>,
     last: Vec<Option<E::Time>>,
@@ -504,27 +580,69 @@ impl<E: TimedPair> Operator for TimedZip<E> {
         self.drain(out);
         Ok(())
     }
-}
 
-/// Asynchronous merge: `f(i, x)` for every element `x` of input `i`, in arrival order.
-pub struct MergeAsynch<T, U, F> {
-    f: F,
-    _t: PhantomData<fn(T) -> U>,
-}
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (&self.queues, &self.last, &self.ended);
+        save_state("timed_zip", &st).map(Some)
+    }
 
-impl<T, U, F> MergeAsynch<T, U, F>
-where
-    F: FnMut(usize, T) -> Result<Emit<U>, OpError>,
-{
-    /// A merge calling `f(input index, element)`.
-    pub fn new(f: F) -> Self {
-        MergeAsynch { f, _t: PhantomData }
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        type Queues<E> = Vec<VecDeque<(<E as TimedPair>::Time, <E as TimedPair>::V)>>;
+        type Last<E> = Vec<Option<<E as TimedPair>::Time>>;
+        let (queues, last, ended): (Queues<E>, Last<E>, Vec<bool>) =
+            load_state("timed_zip", state)?;
+        let n = self.queues.len();
+        if queues.len() != n || last.len() != n || ended.len() != n {
+            return Err(OpError::new(format!(
+                "timed_zip: cannot restore a state of {} inputs into one of {n}",
+                queues.len()
+            )));
+        }
+        self.queues = queues;
+        self.last = last;
+        self.ended = ended;
+        Ok(())
     }
 }
 
-impl<T: Element, U: Element, F> Operator for MergeAsynch<T, U, F>
+/// Asynchronous merge: `f(i, x)` for every element `x` of input `i`, in arrival order. `S`
+/// is the state of a stateful form (`()` for none), its snapshot.
+pub struct MergeAsynch<T, U, S, F> {
+    f: F,
+    state: S,
+    _t: PhantomData<fn(T) -> U>,
+}
+
+impl<T, U> MergeAsynch<T, U, (), ()> {
+    /// A merge calling `f(input index, element)` (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        mut f: G,
+    ) -> MergeAsynch<T, U, (), impl FnMut(usize, T, &mut ()) -> OpResult<Emit<U>>>
+    where
+        G: FnMut(usize, T) -> Result<Emit<U>, OpError>,
+    {
+        MergeAsynch::with_state((), move |i, x, _: &mut ()| f(i, x))
+    }
+}
+
+impl<T, U, S, F> MergeAsynch<T, U, S, F>
 where
-    F: FnMut(usize, T) -> Result<Emit<U>, OpError> + Send + 'static,
+    F: FnMut(usize, T, &mut S) -> Result<Emit<U>, OpError>,
+{
+    /// A merge calling `f(input index, element, &mut state)`.
+    pub fn with_state(state: S, f: F) -> Self {
+        MergeAsynch {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, U: Element, S: OpState, F> Operator for MergeAsynch<T, U, S, F>
+where
+    F: FnMut(usize, T, &mut S) -> Result<Emit<U>, OpError> + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -532,9 +650,17 @@ where
     fn on_batch(&mut self, port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
         let o = out.port_mut(0);
         for x in batch {
-            (self.f)(port, x)?.push_into(o);
+            (self.f)(port, x, &mut self.state)?.push_into(o);
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
     }
 }
 
@@ -558,7 +684,7 @@ impl<T: Element> Operator for Weave<T> {
 }
 
 /// `timed_mix`: `[t, [i, v]]` in arrival order, dropping (and counting) any element whose
-/// `t` is not above the last emitted one.
+/// `t` is not above the last emitted one. The snapshot holds that time and the count.
 pub struct TimedMix<E: TimedPair> {
     last: Option<E::Time>,
     dropped: u64,
@@ -598,6 +724,15 @@ impl<E: TimedPair> Operator for TimedMix<E> {
             )
         })
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("timed_mix", &(&self.last, self.dropped)).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        (self.last, self.dropped) = load_state("timed_mix", state)?;
+        Ok(())
+    }
 }
 
 impl Graph {
@@ -615,6 +750,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![11, 22, 33]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::zip_map_with_state`] is.
     pub fn zip_map<T, U, R, F>(&mut self, inputs: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -637,22 +775,26 @@ impl Graph {
     }
 
     /// Stateful `zip_map`: `f(xs, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn zip_map_with_state<T, U, S, R, F>(
         &mut self,
         inputs: &[&Stream<T>],
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<U>,
         F: FnMut(&[T], &mut S) -> R + Send + 'static,
     {
-        let op = zip_map_op(inputs.len(), move |xs: Vec<T>| {
-            Ok(f(&xs, &mut state).into_emit())
-        });
+        let op = zip_map_op_with_state(
+            inputs.len(),
+            FnState(state),
+            move |xs: Vec<T>, st: &mut FnState<S>| Ok(f(&xs, &mut st.0).into_emit()),
+        );
         self.add_unary("zip_map", op, inputs)
     }
 
@@ -755,6 +897,9 @@ impl Graph {
     /// got.sort();
     /// assert_eq!(got, vec![-10, 1, 2]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::merge_asynch_with_state`] is.
     pub fn merge_asynch<T, U, R, F>(&mut self, inputs: &[&Stream<T>], mut f: F) -> Stream<U>
     where
         T: Element,
@@ -777,20 +922,24 @@ impl Graph {
     }
 
     /// Stateful `merge_asynch`: `f(i, x, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn merge_asynch_with_state<T, U, S, R, F>(
         &mut self,
         inputs: &[&Stream<T>],
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<U>,
         F: FnMut(usize, T, &mut S) -> R + Send + 'static,
     {
-        let op = MergeAsynch::new(move |i, x| Ok(f(i, x, &mut state).into_emit()));
+        let op = MergeAsynch::with_state(FnState(state), move |i, x, st: &mut FnState<S>| {
+            Ok(f(i, x, &mut st.0).into_emit())
+        });
         self.add_unary("merge_asynch", op, inputs)
     }
 
@@ -926,7 +1075,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{chunks, run_batched, try_run_batched, whole};
+    use crate::operator::testkit::{
+        chunks, cut, run_batched, run_with_restore, try_run_batched, whole,
+    };
     use proptest::prelude::*;
 
     fn v(s: &str) -> Value {
@@ -1333,6 +1484,69 @@ mod tests {
             let present: usize = once[0].iter().map(|(_, v)| v.iter().flatten().count()).sum();
             prop_assert_eq!(total, present);
             prop_assert!(once[0].windows(2).all(|w| w[0].0 < w[1].0));
+        }
+
+        #[test]
+        fn zips_resume_from_a_snapshot(
+            inputs in prop::collection::vec(prop::collection::vec(-100i64..100, 0..20), 1..4),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            order in prop::collection::vec(0usize..4, 0..30),
+            k in cut(),
+        ) {
+            let n = inputs.len();
+            let b = split_all(&inputs, &sizes);
+            let (got, want) = run_with_restore(|| sum_op(n), b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let mk = || merge_list_op(n, |cols: Vec<Vec<i64>>| {
+                Ok(rows(cols).map(|r| r.iter().product::<i64>()).collect())
+            });
+            let (got, want) = run_with_restore(mk, b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let numbered = || zip_map_op_with_state(n, FnState(0i64), |xs: Vec<i64>, c: &mut FnState<i64>| {
+                c.0 += 1;
+                Ok(Emit::One(xs.iter().sum::<i64>() * 1000 + c.0))
+            });
+            let (got, want) = run_with_restore(numbered, b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let batches = || merge_list_op_with_state(n, FnState(0i64), |cols: Vec<Vec<i64>>, c: &mut FnState<i64>| {
+                c.0 += cols[0].len() as i64;
+                Ok(vec![c.0])
+            });
+            let (got, want) = run_with_restore(batches, b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            // Asynchronous merges, in the delivery order.
+            let tagged = || MergeAsynch::with_state(FnState(0i64), |i, x: i64, c: &mut FnState<i64>| {
+                c.0 += x;
+                Ok(Emit::One((i as i64, c.0)))
+            });
+            let (got, want) = run_with_restore(tagged, b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(Weave::<i64>::default, b, &order, k, 1);
+            prop_assert_eq!(got, want);
+        }
+
+        #[test]
+        fn timed_merges_resume_from_a_snapshot(
+            inputs in prop::collection::vec(times(15), 1..4),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            order in prop::collection::vec(0usize..4, 0..30),
+            k in cut(),
+        ) {
+            let n = inputs.len();
+            let b = split_all(&inputs, &sizes);
+            let (got, want) = run_with_restore(|| TimedZip::<(i64, i64)>::new(n), b.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(TimedMix::<(i64, i64)>::default, b, &order, k, 1);
+            prop_assert_eq!(got, want);
+            // Over values: times are stamps.
+            let vals: Vec<Vec<Vec<Value>>> = split_all(&inputs, &sizes)
+                .into_iter()
+                .map(|p| p.into_iter().map(|b| b.into_iter().map(|(t, x)| Value::Array(vec![Value::Int(t), Value::Int(x)])).collect()).collect())
+                .collect();
+            let (got, want) = run_with_restore(|| TimedZip::<Value>::new(n), vals.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(TimedMix::<Value>::default, vals, &order, k, 1);
+            prop_assert_eq!(got, want);
         }
     }
 }

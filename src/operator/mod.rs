@@ -4,6 +4,13 @@
 //! (`on_batch`) that consumes everything available on an input at once, plus end work
 //! (`on_end`, `finish`). Sources implement `generate`. The actor in `crate::actor` runs it;
 //! each family module is a thin layer of constructors on the graph builder.
+//!
+//! Every operator can serialize its state ([`Operator::snapshot`]) and put it back into a
+//! fresh instance built the same way ([`Operator::restore`]): the basis of checkpoints and
+//! restarts. The closures of the Rust API are opaque: what a closure captures is not part of
+//! its operator's snapshot (an operator whose only state would be in its closure has none).
+//! The `_with_state` forms keep their `S` in the operator instead ([`OpState`]), where it is
+//! part of the snapshot: hence `S: `[`StateType`] (serde).
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -32,7 +39,9 @@ pub trait Element: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned +
 impl<T: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned + 'static> Element for T {}
 
 /// The failure of an operator on some input: a script error, a bad shape, a bad input line.
-#[derive(Clone, Debug, thiserror::Error)]
+///
+/// Serializable, so that a failure a source holds back is part of its snapshot.
+#[derive(Clone, Debug, thiserror::Error, Serialize, serde::Deserialize)]
 #[error("{message}")]
 pub struct OpError {
     /// What went wrong.
@@ -72,6 +81,74 @@ impl OpError {
 
 /// The result type of operator callbacks.
 pub type OpResult<T = ()> = Result<T, OpError>;
+
+/// Encodes `x` (part of an operator's snapshot) with [`crate::codec`]; `what` names the
+/// operator in the error.
+pub fn save_state<T: Serialize + ?Sized>(what: &str, x: &T) -> OpResult<Vec<u8>> {
+    crate::codec::to_bytes(x).map_err(|e| OpError::new(format!("cannot snapshot {what}: {e}")))
+}
+
+/// Decodes a state encoded by [`save_state`]; `what` names the operator in the error.
+pub fn load_state<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> OpResult<T> {
+    crate::codec::from_bytes(bytes).map_err(|e| OpError::new(format!("cannot restore {what}: {e}")))
+}
+
+/// The error of `restore` on an operator that cannot resume where it was (a source that cannot
+/// replay what it read, a sink whose elements live in the caller's memory).
+pub fn cannot_restore(kind: &str, why: &str) -> OpError {
+    OpError::new(format!("{kind}: cannot restore ({why})"))
+}
+
+/// The state the function of a stateful form carries from call to call (the `S` of
+/// `map_element_with_state` and the like). The operator holds it, rather than the closure, so
+/// that it is part of the operator's snapshot.
+pub trait OpState: Send + 'static {
+    /// The state's encoding (`None`: there is none).
+    fn save(&self) -> OpResult<Option<Vec<u8>>>;
+    /// Puts back a state encoded by `save`.
+    fn load(&mut self, bytes: &[u8]) -> OpResult;
+}
+
+/// No state: the stateless forms.
+impl OpState for () {
+    fn save(&self) -> OpResult<Option<Vec<u8>>> {
+        Ok(None)
+    }
+    fn load(&mut self, _bytes: &[u8]) -> OpResult {
+        Ok(())
+    }
+}
+
+/// A state that may be absent (`None`: the form is stateless; the manifest's `state`).
+impl<S: Serialize + DeserializeOwned + Send + 'static> OpState for Option<S> {
+    fn save(&self) -> OpResult<Option<Vec<u8>>> {
+        self.as_ref()
+            .map(|s| save_state("the state", s))
+            .transpose()
+    }
+    fn load(&mut self, bytes: &[u8]) -> OpResult {
+        *self = Some(load_state("the state", bytes)?);
+        Ok(())
+    }
+}
+
+/// The state `S` of a stateful form of the Rust API (any serde type).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FnState<S>(pub S);
+
+impl<S: Serialize + DeserializeOwned + Send + 'static> OpState for FnState<S> {
+    fn save(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("the state", &self.0).map(Some)
+    }
+    fn load(&mut self, bytes: &[u8]) -> OpResult {
+        self.0 = load_state("the state", bytes)?;
+        Ok(())
+    }
+}
+
+/// What a stateful form's state type must be: serializable, so that it is part of snapshots.
+pub trait StateType: Serialize + DeserializeOwned + Send + 'static {}
+impl<S: Serialize + DeserializeOwned + Send + 'static> StateType for S {}
 
 /// What a source did on one call of `generate`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,13 +293,66 @@ pub trait Operator: Send + 'static {
     }
 
     /// The operator's state, serialized, for a checkpoint or a restart (`None`: it has none).
+    ///
+    /// The state is everything that affects future outputs (window buffers, zip queues, which
+    /// inputs ended, a stateful function's `S`, a source's position, what a sink wrote);
+    /// derived caches are left out. Taken between callbacks; the bytes are [`crate::codec`]'s.
     fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
         Ok(None)
     }
 
     /// Puts back a state taken by `snapshot` (on a fresh instance built the same way).
+    ///
+    /// Called before `start`, which still runs and does only what the restored state has not
+    /// done already (a restored `prepend` does not emit its values again; a restored
+    /// `sink.file` does not truncate its file). What follows is the rest of the inputs: the
+    /// outputs continue exactly where they were when the snapshot was taken. A source that
+    /// cannot replay (standard input, a command, a channel) returns an error.
     fn restore(&mut self, state: &[u8]) -> OpResult {
         let _ = state;
         Ok(())
+    }
+}
+
+/// A boxed operator is an operator (for builders that choose it at run time).
+impl<O: Operator + ?Sized> Operator for Box<O> {
+    type In = O::In;
+    type Out = O::Out;
+
+    fn start(&mut self, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).start(out)
+    }
+
+    fn on_batch(
+        &mut self,
+        port: usize,
+        batch: Vec<Self::In>,
+        out: &mut Outputs<Self::Out>,
+    ) -> OpResult {
+        (**self).on_batch(port, batch, out)
+    }
+
+    fn on_end(&mut self, port: usize, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).on_end(port, out)
+    }
+
+    fn finish(&mut self, out: &mut Outputs<Self::Out>) -> OpResult {
+        (**self).finish(out)
+    }
+
+    fn generate(&mut self, out: &mut Outputs<Self::Out>, max: usize) -> OpResult<Gen> {
+        (**self).generate(out, max)
+    }
+
+    fn end_note(&self) -> Option<String> {
+        (**self).end_note()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        (**self).snapshot()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        (**self).restore(state)
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::emit::Emit;
 use crate::operator::merge::{rows, Zip};
-use crate::operator::{Element, OpError, Operator, Outputs};
+use crate::operator::{Element, FnState, OpError, OpState, Operator, Outputs, StateType};
 use crate::pipeline::{Graph, Stream};
 
 /// The `multi_element` operator over `n` inputs: `f(row)` per row, entry j to output j.
@@ -13,9 +13,25 @@ where
     U: Element,
     F: FnMut(Vec<T>) -> Result<Vec<Emit<U>>, OpError> + Send + 'static,
 {
-    Zip::new(n, move |cols, out: &mut Outputs<U>| {
+    multi_element_op_with_state(n, (), move |row, _: &mut ()| f(row))
+}
+
+/// The stateful `multi_element` operator: `f(row, &mut state)` per row (the state is part of
+/// the snapshot, with the zip's queues).
+pub fn multi_element_op_with_state<T, U, S, F>(
+    n: usize,
+    state: S,
+    mut f: F,
+) -> impl Operator<In = T, Out = U>
+where
+    T: Element,
+    U: Element,
+    S: OpState,
+    F: FnMut(Vec<T>, &mut S) -> Result<Vec<Emit<U>>, OpError> + Send + 'static,
+{
+    Zip::with_state(n, state, move |cols, st: &mut S, out: &mut Outputs<U>| {
         for row in rows(cols) {
-            out.emit_each("multi_element", f(row)?)?;
+            out.emit_each("multi_element", f(row, st)?)?;
         }
         Ok(())
     })
@@ -38,6 +54,9 @@ impl Graph {
     /// assert_eq!(s.take(), vec![11, 22, 33]);
     /// assert_eq!(odd.take(), vec![10, 30]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::multi_element_with_state`] is.
     pub fn multi_element<T, U, F>(
         &mut self,
         inputs: &[&Stream<T>],
@@ -75,20 +94,26 @@ impl Graph {
     }
 
     /// Stateful `multi_element`: `f(xs, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn multi_element_with_state<T, U, S, F>(
         &mut self,
         inputs: &[&Stream<T>],
         n_out: usize,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Vec<Stream<U>>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[T], &mut S) -> Vec<Emit<U>> + Send + 'static,
     {
-        let op = multi_element_op(inputs.len(), move |xs: Vec<T>| Ok(f(&xs, &mut state)));
+        let op = multi_element_op_with_state(
+            inputs.len(),
+            FnState(state),
+            move |xs: Vec<T>, st: &mut FnState<S>| Ok(f(&xs, &mut st.0)),
+        );
         self.add_operator("multi_element", op, inputs, n_out)
     }
 }
@@ -96,7 +121,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{chunks, run_batched, try_run_batched, whole};
+    use crate::operator::testkit::{
+        chunks, cut, run_batched, run_with_restore, try_run_batched, whole,
+    };
     use proptest::prelude::*;
 
     fn op(n: usize) -> impl Operator<In = i64, Out = i64> {
@@ -164,6 +191,25 @@ mod tests {
             let split: Vec<Vec<Vec<i64>>> = inputs.iter().enumerate().map(|(i, x)| chunks(x, &sizes[i % sizes.len()..])).collect();
             let batched = run_batched(op(n), split, &order, 2);
             prop_assert_eq!(once, batched);
+        }
+
+        #[test]
+        fn multi_element_resumes_from_a_snapshot(
+            inputs in prop::collection::vec(prop::collection::vec(-100i64..100, 0..20), 1..4),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            order in prop::collection::vec(0usize..4, 0..30),
+            k in cut(),
+        ) {
+            let n = inputs.len();
+            let split: Vec<Vec<Vec<i64>>> = inputs.iter().enumerate().map(|(i, x)| chunks(x, &sizes[i % sizes.len()..])).collect();
+            let (got, want) = run_with_restore(|| op(n), split.clone(), &order, k, 2);
+            prop_assert_eq!(got, want);
+            let counting = || multi_element_op_with_state(n, FnState(0i64), |xs: Vec<i64>, c: &mut FnState<i64>| {
+                c.0 += 1;
+                Ok(vec![Emit::One(c.0), Emit::One(xs.iter().sum::<i64>() + c.0)])
+            });
+            let (got, want) = run_with_restore(counting, split, &order, k, 2);
+            prop_assert_eq!(got, want);
         }
     }
 }

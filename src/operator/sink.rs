@@ -1,35 +1,72 @@
 //! Sinks: streams consumed by a closure, a collector the caller reads, a file, or a channel.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::operator::source::Format;
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    cannot_restore, load_state, save_state, Element, OpError, OpResult, OpState, Operator, Outputs,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::value::{format_float, Value};
 
-/// Calls a fallible function on each element.
-pub struct SinkElement<T, F> {
+/// Calls a fallible function on each element. `S` is the state of a stateful form (`()` for
+/// none), its snapshot.
+pub struct SinkElement<T, S, F> {
     f: F,
+    state: S,
     _t: PhantomData<fn(T)>,
 }
 
-impl<T: Element, F> Operator for SinkElement<T, F>
+impl<T> SinkElement<T, (), ()> {
+    /// A sink calling `f` on each element (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(mut f: G) -> SinkElement<T, (), impl FnMut(T, &mut ()) -> OpResult>
+    where
+        G: FnMut(T) -> OpResult,
+    {
+        SinkElement::with_state((), move |x, _: &mut ()| f(x))
+    }
+}
+
+impl<T, S, F> SinkElement<T, S, F>
 where
-    F: FnMut(T) -> Result<(), OpError> + Send + 'static,
+    F: FnMut(T, &mut S) -> OpResult,
+{
+    /// A sink calling `f(x, &mut state)` on each element.
+    pub fn with_state(state: S, f: F) -> Self {
+        SinkElement {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, S: OpState, F> Operator for SinkElement<T, S, F>
+where
+    F: FnMut(T, &mut S) -> OpResult + Send + 'static,
 {
     type In = T;
     type Out = T;
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, _out: &mut Outputs<T>) -> OpResult {
         for x in batch {
-            (self.f)(x)?;
+            (self.f)(x, &mut self.state)?;
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
     }
 }
 
@@ -51,8 +88,11 @@ impl<T: Clone> Collector<T> {
     }
 }
 
+/// The sink behind [`Graph::collect`]. Its snapshot is how many elements it gathered; they
+/// live in the caller's [`Collector`], so restoring it is an error.
 struct Collect<T> {
     items: Arc<Mutex<Vec<T>>>,
+    gathered: u64,
 }
 
 impl<T: Element> Operator for Collect<T> {
@@ -60,11 +100,23 @@ impl<T: Element> Operator for Collect<T> {
     type Out = T;
 
     fn on_batch(&mut self, _port: usize, mut batch: Vec<T>, _out: &mut Outputs<T>) -> OpResult {
+        self.gathered += batch.len() as u64;
         self.items
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .append(&mut batch);
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("collect", &self.gathered).map(Some)
+    }
+
+    fn restore(&mut self, _state: &[u8]) -> OpResult {
+        Err(cannot_restore(
+            "collect",
+            "cannot restore a collector: its elements are in the caller's memory",
+        ))
     }
 }
 
@@ -137,27 +189,42 @@ fn csv_text(s: &str, force_quotes: bool, out: &mut String) {
     }
 }
 
-/// Where a [`WriteSink`] writes.
+/// Where a [`WriteSink`] writes. The file's writer is behind a lock so that `snapshot`
+/// (which takes `&self`) can flush it.
 enum Target {
-    File(PathBuf, Option<BufWriter<File>>),
+    File(PathBuf, Mutex<Option<BufWriter<File>>>),
     Stdout,
 }
 
 /// Writes every element as one line of a [`Format`] to a file (`sink.file`) or to standard
 /// output (`sink.stdout`); non-finite floats are written as null, with a warning, and counted.
+///
+/// The snapshot flushes what was written and holds its length in bytes, with the elements
+/// written and the non-finite floats counted. A restored `sink.file` reopens its file without
+/// truncating it, cuts it to that length (dropping what was written after the snapshot), and
+/// appends. A restored `sink.stdout` only takes the counts back (standard output cannot be
+/// rewound: [`crate::recovery::SkipWritten`] skips what was already written).
 pub struct WriteSink {
     target: Target,
     format: Format,
     buf: String,
+    /// Bytes handed to the target (the file's length, for a file).
+    bytes: u64,
     written: u64,
     nonfinite: u64,
 }
+
+/// The snapshot of a [`WriteSink`]: bytes written, elements written, non-finite floats.
+type WriteState = (u64, u64, u64);
 
 impl WriteSink {
     /// A sink writing to the file at `path` (its parent directories are created, the file
     /// truncated, when the run starts).
     pub fn file(path: impl AsRef<Path>, format: Format) -> Self {
-        Self::new(Target::File(path.as_ref().to_path_buf(), None), format)
+        Self::new(
+            Target::File(path.as_ref().to_path_buf(), Mutex::new(None)),
+            format,
+        )
     }
 
     /// A sink writing to standard output.
@@ -170,6 +237,7 @@ impl WriteSink {
             target,
             format,
             buf: String::new(),
+            bytes: 0,
             written: 0,
             nonfinite: 0,
         }
@@ -189,13 +257,34 @@ impl WriteSink {
     /// Writes and empties the text buffer.
     fn write_buf(&mut self) -> OpResult {
         let r = match &mut self.target {
-            Target::File(_, Some(w)) => w.write_all(self.buf.as_bytes()),
-            Target::File(_, None) => Ok(()),
+            Target::File(_, w) => match lock(w).as_mut() {
+                Some(w) => w.write_all(self.buf.as_bytes()),
+                None => Ok(()),
+            },
             Target::Stdout => std::io::stdout().lock().write_all(self.buf.as_bytes()),
         };
+        if r.is_ok() {
+            self.bytes += self.buf.len() as u64;
+        }
         self.buf.clear();
         r.map_err(|e| self.io_error("write to", e))
     }
+
+    /// Flushes what was written.
+    fn flush(&self) -> OpResult {
+        let r = match &self.target {
+            Target::File(_, w) => match lock(w).as_mut() {
+                Some(w) => w.flush(),
+                None => Ok(()),
+            },
+            Target::Stdout => std::io::stdout().lock().flush(),
+        };
+        r.map_err(|e| self.io_error("flush", e))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Operator for WriteSink {
@@ -203,9 +292,13 @@ impl Operator for WriteSink {
     type Out = Value;
 
     fn start(&mut self, _out: &mut Outputs<Value>) -> OpResult {
-        let Target::File(path, _) = &self.target else {
+        let Target::File(path, w) = &self.target else {
             return Ok(());
         };
+        if lock(w).is_some() {
+            // Restored: the file is open where the snapshot left it.
+            return Ok(());
+        }
         let path = path.clone();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
@@ -216,7 +309,10 @@ impl Operator for WriteSink {
             })?;
         }
         let f = File::create(&path).map_err(|e| self.io_error("create", e))?;
-        self.target = Target::File(path, Some(BufWriter::with_capacity(64 * 1024, f)));
+        self.target = Target::File(
+            path,
+            Mutex::new(Some(BufWriter::with_capacity(64 * 1024, f))),
+        );
         Ok(())
     }
 
@@ -237,12 +333,43 @@ impl Operator for WriteSink {
 
     fn finish(&mut self, _out: &mut Outputs<Value>) -> OpResult {
         self.write_buf()?;
-        let r = match &mut self.target {
-            Target::File(_, Some(w)) => w.flush(),
-            Target::File(_, None) => Ok(()),
-            Target::Stdout => std::io::stdout().lock().flush(),
-        };
-        r.map_err(|e| self.io_error("flush", e))
+        self.flush()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        // Each batch is handed to the writer as it comes: only the writer's buffer is left.
+        self.flush()?;
+        let st: WriteState = (self.bytes, self.written, self.nonfinite);
+        save_state("a sink", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (bytes, written, nonfinite): WriteState = load_state("a sink", state)?;
+        if let Target::File(path, w) = &self.target {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(|e| self.io_error("reopen", e))?;
+            let len = f
+                .metadata()
+                .map_err(|e| self.io_error("read the length of", e))?
+                .len();
+            if len < bytes {
+                return Err(OpError::new(format!(
+                    "sink.file: cannot restore: {} has {len} bytes, fewer than the {bytes} written before",
+                    path.display()
+                )));
+            }
+            f.set_len(bytes).map_err(|e| self.io_error("truncate", e))?;
+            let mut f = f;
+            f.seek(SeekFrom::Start(bytes))
+                .map_err(|e| self.io_error("seek in", e))?;
+            *lock(w) = Some(BufWriter::with_capacity(64 * 1024, f));
+        }
+        self.bytes = bytes;
+        self.written = written;
+        self.nonfinite = nonfinite;
+        Ok(())
     }
 
     fn end_note(&self) -> Option<String> {
@@ -257,15 +384,30 @@ impl Operator for WriteSink {
 }
 
 /// Sends every element into a standard channel (the receiver sees the end as a disconnect).
+/// Its snapshot is how many elements it was given; they went to the receiver, so restoring it
+/// is an error.
 struct ChannelSink<T> {
     tx: Option<mpsc::Sender<T>>,
+    given: u64,
 }
 
 impl<T: Element> Operator for ChannelSink<T> {
     type In = T;
     type Out = T;
 
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("sink_channel", &self.given).map(Some)
+    }
+
+    fn restore(&mut self, _state: &[u8]) -> OpResult {
+        Err(cannot_restore(
+            "sink_channel",
+            "cannot restore a channel sink: its elements went to the receiver",
+        ))
+    }
+
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, _out: &mut Outputs<T>) -> OpResult {
+        self.given += batch.len() as u64;
         if let Some(tx) = &self.tx {
             for x in batch {
                 if tx.send(x).is_err() {
@@ -286,6 +428,8 @@ impl<T: Element> Operator for ChannelSink<T> {
 
 impl Graph {
     /// `sink_element`: calls `f` on every element (side effects only).
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none).
     pub fn sink_element<T, F>(&mut self, s: &Stream<T>, mut f: F)
     where
         T: Element,
@@ -293,13 +437,10 @@ impl Graph {
     {
         self.add_sink(
             "sink_element",
-            SinkElement {
-                f: move |x| {
-                    f(x);
-                    Ok(())
-                },
-                _t: PhantomData,
-            },
+            SinkElement::new(move |x| {
+                f(x);
+                Ok(())
+            }),
             &[s],
         )
     }
@@ -310,7 +451,7 @@ impl Graph {
         T: Element,
         F: FnMut(T) -> Result<(), OpError> + Send + 'static,
     {
-        self.add_sink("sink_element", SinkElement { f, _t: PhantomData }, &[s])
+        self.add_sink("sink_element", SinkElement::new(f), &[s])
     }
 
     /// A sink that gathers every element into a [`Collector`] the caller reads.
@@ -320,6 +461,7 @@ impl Graph {
             "collect",
             Collect {
                 items: items.clone(),
+                gathered: 0,
             },
             &[s],
         );
@@ -365,7 +507,14 @@ impl Graph {
     /// ```
     pub fn sink_channel<T: Element>(&mut self, s: &Stream<T>) -> mpsc::Receiver<T> {
         let (tx, rx) = mpsc::channel();
-        self.add_sink("sink_channel", ChannelSink { tx: Some(tx) }, &[s]);
+        self.add_sink(
+            "sink_channel",
+            ChannelSink {
+                tx: Some(tx),
+                given: 0,
+            },
+            &[s],
+        );
         rx
     }
 }
@@ -413,6 +562,126 @@ mod tests {
         g.sink_file(&x, &path, Format::Jsonl);
         g.run().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+    }
+
+    /// Runs a sink over `batches` (no start, no finish).
+    fn feed(op: &mut WriteSink, batches: &[Vec<Value>]) {
+        let mut out = Outputs::new(0);
+        for b in batches {
+            op.on_batch(0, b.clone(), &mut out).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_restored_file_sink_cuts_what_came_after_the_snapshot_and_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let xs: Vec<Value> = (0..20)
+            .map(|i| match i % 3 {
+                0 => Value::Int(i),
+                1 => Value::Float(i as f64 / 4.0),
+                _ => v(&format!("[{i}, \"s{i}\"]")),
+            })
+            .collect();
+        let batches: Vec<Vec<Value>> = xs.chunks(3).map(<[Value]>::to_vec).collect();
+        // Uninterrupted.
+        let whole = dir.path().join("whole.jsonl");
+        let mut op = WriteSink::file(&whole, Format::Jsonl);
+        op.start(&mut Outputs::new(0)).unwrap();
+        feed(&mut op, &batches);
+        op.finish(&mut Outputs::new(0)).unwrap();
+        let want = std::fs::read_to_string(&whole).unwrap();
+        for cut in 0..=batches.len() {
+            let path = dir.path().join(format!("out{cut}.jsonl"));
+            let mut op = WriteSink::file(&path, Format::Jsonl);
+            op.start(&mut Outputs::new(0)).unwrap();
+            feed(&mut op, &batches[..cut]);
+            let snap = op.snapshot().unwrap().unwrap();
+            // More is written after the snapshot, then the process dies (nothing flushed).
+            let after = (cut + 2).min(batches.len());
+            feed(&mut op, &batches[cut..after]);
+            op.flush().unwrap();
+            std::mem::forget(op);
+            // A fresh sink restored from the snapshot is given the replayed rest.
+            let mut op = WriteSink::file(&path, Format::Jsonl);
+            op.restore(&snap).unwrap();
+            op.start(&mut Outputs::new(0)).unwrap();
+            feed(&mut op, &batches[cut..]);
+            op.finish(&mut Outputs::new(0)).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), want, "cut {cut}");
+            assert_eq!(op.written, xs.len() as u64);
+        }
+        // A file shorter than the snapshot says cannot be resumed.
+        let path = dir.path().join("short.jsonl");
+        let mut op = WriteSink::file(&path, Format::Jsonl);
+        op.start(&mut Outputs::new(0)).unwrap();
+        feed(&mut op, &batches);
+        let snap = op.snapshot().unwrap().unwrap();
+        std::fs::write(&path, "1\n").unwrap();
+        let e = WriteSink::file(&path, Format::Jsonl)
+            .restore(&snap)
+            .unwrap_err();
+        assert!(e.message.contains("fewer than"), "{}", e.message);
+    }
+
+    #[test]
+    fn stdout_sinks_count_what_they_wrote_and_collectors_cannot_restore() {
+        let mut op = WriteSink::stdout(Format::Jsonl);
+        feed(&mut op, &[vec![], vec![Value::Float(f64::NAN)]]);
+        let snap = op.snapshot().unwrap().unwrap();
+        let mut fresh = WriteSink::stdout(Format::Jsonl);
+        fresh.restore(&snap).unwrap();
+        assert_eq!((fresh.written, fresh.nonfinite), (1, 1));
+        let mut c = Collect::<i64> {
+            items: Default::default(),
+            gathered: 0,
+        };
+        c.on_batch(0, vec![1, 2, 3], &mut Outputs::new(0)).unwrap();
+        assert_eq!(
+            load_state::<u64>("", &c.snapshot().unwrap().unwrap()).unwrap(),
+            3
+        );
+        let e = c.restore(&[]).unwrap_err();
+        assert!(
+            e.message.contains("cannot restore a collector"),
+            "{}",
+            e.message
+        );
+        let (tx, _rx) = mpsc::channel();
+        let mut ch = ChannelSink {
+            tx: Some(tx),
+            given: 0,
+        };
+        ch.on_batch(0, vec![1i64], &mut Outputs::new(0)).unwrap();
+        assert_eq!(
+            load_state::<u64>("", &ch.snapshot().unwrap().unwrap()).unwrap(),
+            1
+        );
+        assert!(ch.restore(&[]).is_err());
+    }
+
+    #[test]
+    fn sink_element_with_state_resumes_from_a_snapshot() {
+        let seen = Arc::new(Mutex::new(vec![]));
+        let s2 = seen.clone();
+        let make = move || {
+            let s2 = s2.clone();
+            SinkElement::with_state(
+                crate::operator::FnState(0i64),
+                move |x: i64, t: &mut crate::operator::FnState<i64>| {
+                    t.0 += x;
+                    s2.lock().unwrap().push(t.0);
+                    Ok(())
+                },
+            )
+        };
+        let xs: Vec<Vec<i64>> = vec![vec![1, 2], vec![3], vec![4, 5, 6]];
+        let _ = crate::operator::testkit::run_with_restore(&make, vec![xs.clone()], &[], 2, 0);
+        let got = std::mem::take(&mut *seen.lock().unwrap());
+        // Both runs recorded the same running sums.
+        assert_eq!(
+            got,
+            [vec![1, 3, 6, 10, 15, 21], vec![1, 3, 6, 10, 15, 21]].concat()
+        );
     }
 
     #[test]

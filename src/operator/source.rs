@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use crate::emit::{Emit, IntoEmit};
 use crate::link::local::{Channel, End, LinkConfig, Overflow};
-use crate::operator::{Element, Gen, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    cannot_restore, load_state, save_state, Element, FnState, Gen, OpError, OpResult, OpState,
+    Operator, Outputs, StateType,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::recovery::{now_micros, Slot};
 use crate::value::Value;
@@ -42,15 +45,18 @@ pub enum OnError {
 /// A type check of a typed stream's elements: `Err(reason)` makes the line bad.
 pub type TypeCheck = fn(&Value) -> Result<(), String>;
 
-/// Emits the items of an iterator.
+/// Emits the items of an iterator. Its snapshot is how many it emitted; a restored source
+/// skips that many items of its (fresh, identical) iterator, so it needs an iterator that
+/// yields the same items every time it is built.
 pub struct IterSource<I: Iterator> {
     it: I,
+    emitted: u64,
 }
 
 impl<I: Iterator> IterSource<I> {
     /// A source emitting the items of `it`.
     pub fn new(it: I) -> Self {
-        IterSource { it }
+        IterSource { it, emitted: 0 }
     }
 }
 
@@ -64,8 +70,26 @@ where
 
     fn generate(&mut self, out: &mut Outputs<I::Item>, max: usize) -> OpResult<Gen> {
         let o = out.port_mut(0);
+        let before = o.len();
         o.extend(self.it.by_ref().take(max));
+        self.emitted += (o.len() - before) as u64;
         Ok(if o.len() < max { Gen::Done } else { Gen::More })
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("source_iter", &self.emitted).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let n: u64 = load_state("source_iter", state)?;
+        let skipped = self.it.by_ref().take(n as usize).count() as u64;
+        self.emitted = skipped;
+        if skipped < n {
+            return Err(OpError::new(format!(
+                "source_iter: cannot restore: the position is {n} but the source has only {skipped} items"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -86,23 +110,41 @@ fn fail_after<T>(
 }
 
 /// Emits `f(0)`, `f(1)`, ... `f(count - 1)` (IoTPy's `source_func_to_stream`); an `Emit::Skip`
-/// emits nothing for that call.
-pub struct SourceFn<T, F> {
+/// emits nothing for that call. `S` is the state of a stateful form (`()` for none). The
+/// snapshot is the next call's index, a failure held back, and the state: a restored source
+/// goes on with the next call.
+pub struct SourceFn<T, S, F> {
     f: F,
+    state: S,
     count: usize,
     i: usize,
     pending: Option<OpError>,
     _t: std::marker::PhantomData<fn() -> T>,
 }
 
-impl<T, F> SourceFn<T, F>
+impl<T> SourceFn<T, (), ()> {
+    /// A source making `count` calls of `f` (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        count: usize,
+        mut f: G,
+    ) -> SourceFn<T, (), impl FnMut(usize, &mut ()) -> OpResult<Emit<T>>>
+    where
+        G: FnMut(usize) -> Result<Emit<T>, OpError>,
+    {
+        SourceFn::with_state(count, (), move |i, _: &mut ()| f(i))
+    }
+}
+
+impl<T, S, F> SourceFn<T, S, F>
 where
-    F: FnMut(usize) -> Result<Emit<T>, OpError>,
+    F: FnMut(usize, &mut S) -> Result<Emit<T>, OpError>,
 {
-    /// A source making `count` calls of `f`.
-    pub fn new(count: usize, f: F) -> Self {
+    /// A source making `count` calls of `f(i, &mut state)`.
+    pub fn with_state(count: usize, state: S, f: F) -> Self {
         SourceFn {
             f,
+            state,
             count,
             i: 0,
             pending: None,
@@ -111,9 +153,9 @@ where
     }
 }
 
-impl<T: Element, F> Operator for SourceFn<T, F>
+impl<T: Element, S: OpState, F> Operator for SourceFn<T, S, F>
 where
-    F: FnMut(usize) -> Result<Emit<T>, OpError> + Send + 'static,
+    F: FnMut(usize, &mut S) -> Result<Emit<T>, OpError> + Send + 'static,
 {
     type In = T;
     type Out = T;
@@ -126,7 +168,7 @@ where
         let start = o.len();
         let mut calls = 0;
         while self.i < self.count && calls < max && o.len() - start < max {
-            match (self.f)(self.i) {
+            match (self.f)(self.i, &mut self.state) {
                 Ok(e) => e.push_into(o),
                 Err(e) => {
                     let e = OpError {
@@ -145,10 +187,28 @@ where
             Gen::More
         })
     }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (self.i as u64, &self.pending, self.state.save()?);
+        save_state("source_fn", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (i, pending, st): (u64, Option<OpError>, Option<Vec<u8>>) =
+            load_state("source_fn", state)?;
+        self.i = i as usize;
+        self.pending = pending;
+        if let Some(b) = st {
+            self.state.load(&b)?;
+        }
+        Ok(())
+    }
 }
 
 /// Paces any generating source: one element per call, then a pause of `interval` (for
-/// replaying sensor data in real time). No pause after a call that emitted nothing.
+/// replaying sensor data in real time). No pause after a call that emitted nothing. The
+/// snapshot is the inner source's, with the schedule (the first element's time and how many
+/// were emitted since).
 pub struct Paced<O> {
     inner: O,
     interval: Duration,
@@ -226,6 +286,22 @@ impl<O: Operator> Operator for Paced<O> {
 
     fn end_note(&self) -> Option<String> {
         self.inner.end_note()
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (self.t0, self.emitted, self.inner.snapshot()?);
+        save_state("a paced source", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (t0, emitted, inner): (u64, u64, Option<Vec<u8>>) =
+            load_state("a paced source", state)?;
+        if let Some(b) = inner {
+            self.inner.restore(&b)?;
+        }
+        self.t0 = t0;
+        self.emitted = emitted;
+        Ok(())
     }
 }
 
@@ -315,7 +391,9 @@ pub fn parse_json_line(line: &[u8], typecheck: Option<TypeCheck>) -> Result<Opti
 }
 
 /// Reads a file (or standard input) line by line (buffered), one element per line in a
-/// [`Format`]; bad lines follow [`OnError`].
+/// [`Format`]; bad lines follow [`OnError`]. The snapshot is the position: the lines and bytes
+/// read, with the bad lines skipped and a failure held back; a restored file source seeks
+/// there. Standard input cannot be read again: restoring `source.stdin` is an error.
 pub struct FileSource {
     path: PathBuf,
     /// Reads standard input rather than `path` (named `stdin` in messages).
@@ -326,6 +404,8 @@ pub struct FileSource {
     reader: Option<BufReader<File>>,
     buf: Vec<u8>,
     line: usize,
+    /// Bytes read (the position to resume at).
+    offset: u64,
     skipped: u64,
     pending: Option<OpError>,
 }
@@ -347,6 +427,7 @@ impl FileSource {
             reader: None,
             buf: Vec::new(),
             line: 0,
+            offset: 0,
             skipped: 0,
             pending: None,
         }
@@ -395,6 +476,7 @@ impl FileSource {
         if n == 0 {
             return Ok(false);
         }
+        self.offset += n as u64;
         self.line += 1;
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
@@ -447,7 +529,17 @@ impl Operator for FileSource {
             return Err(e);
         }
         if self.reader.is_none() {
-            let f = self.open()?;
+            let mut f = self.open()?;
+            if self.offset > 0 {
+                use std::io::{Seek, SeekFrom};
+                f.seek(SeekFrom::Start(self.offset)).map_err(|e| {
+                    OpError::new(format!(
+                        "cannot seek to byte {} of {}: {e}",
+                        self.offset,
+                        self.path.display()
+                    ))
+                })?;
+            }
             self.reader = Some(BufReader::with_capacity(64 * 1024, f));
         }
         let start = out.port_mut(0).len();
@@ -489,6 +581,28 @@ impl Operator for FileSource {
                 self.path.display()
             )
         })
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (self.line as u64, self.offset, self.skipped, &self.pending);
+        save_state("source.file", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        if self.stdin {
+            return Err(cannot_restore(
+                "source.stdin",
+                "standard input cannot be read again",
+            ));
+        }
+        let (line, offset, skipped, pending): (u64, u64, u64, Option<OpError>) =
+            load_state("source.file", state)?;
+        self.line = line as usize;
+        self.offset = offset;
+        self.skipped = skipped;
+        self.pending = pending;
+        self.reader = None;
+        Ok(())
     }
 }
 
@@ -551,16 +665,32 @@ impl<T> SourceSender<T> {
     }
 }
 
-/// Passes on what a [`SourceSender`] sends.
-pub struct ChannelSource<T>(std::marker::PhantomData<fn(T)>);
+/// Passes on what a [`SourceSender`] sends. Its snapshot is how many elements it passed on;
+/// what was sent cannot be sent again, so restoring it is an error.
+pub struct ChannelSource<T> {
+    passed: u64,
+    _t: std::marker::PhantomData<fn(T)>,
+}
 
 impl<T: Element> Operator for ChannelSource<T> {
     type In = T;
     type Out = T;
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<T>) -> OpResult {
+        self.passed += batch.len() as u64;
         out.put_vec(0, batch);
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("source_channel", &self.passed).map(Some)
+    }
+
+    fn restore(&mut self, _state: &[u8]) -> OpResult {
+        Err(cannot_restore(
+            "source_channel",
+            "what another thread sent cannot be sent again",
+        ))
     }
 }
 
@@ -637,6 +767,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 20, 40]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::source_fn_with_state`] is.
     pub fn source_fn<T, R, F>(&mut self, count: usize, mut f: F) -> Stream<T>
     where
         T: Element,
@@ -669,19 +802,23 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![0, 1, 1, 2, 3, 5]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn source_fn_with_state<T, S, R, F>(
         &mut self,
         count: usize,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<T>
     where
         T: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<T>,
         F: FnMut(usize, &mut S) -> R + Send + 'static,
     {
-        let op = SourceFn::new(count, move |i| Ok(f(i, &mut state).into_emit()));
+        let op = SourceFn::with_state(count, FnState(state), move |i, st: &mut FnState<S>| {
+            Ok(f(i, &mut st.0).into_emit())
+        });
         self.add_unary("source_fn", op, &[])
     }
 
@@ -774,7 +911,10 @@ impl Graph {
         });
         let s = self.add_external_source(
             "source_channel",
-            ChannelSource(std::marker::PhantomData),
+            ChannelSource {
+                passed: 0,
+                _t: std::marker::PhantomData,
+            },
             chan.clone(),
         );
         let tx = SourceSender {
@@ -790,6 +930,7 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::operator::testkit::source_with_restore;
 
     fn v(s: &str) -> Value {
         Value::from_json(s).unwrap()
@@ -928,6 +1069,111 @@ mod tests {
         let (got, r) = drain(&mut src, 10);
         assert_eq!(got, vec![0, 1, 2]);
         assert_eq!(r.unwrap_err().message, "call 3: boom");
+    }
+
+    #[test]
+    fn iter_sources_resume_after_the_last_element_emitted() {
+        for k in [0, 1, 5, 9, 10, 12] {
+            let (got, want) = source_with_restore(|| IterSource::new(0..10i64), k);
+            assert_eq!(got, want, "k = {k}");
+        }
+        let mut src = IterSource::new(0..3i64);
+        let e = src.restore(&save_state("", &5u64).unwrap()).unwrap_err();
+        assert!(e.message.contains("only 3 items"), "{}", e.message);
+    }
+
+    #[test]
+    fn function_file_and_paced_sources_resume_after_the_last_element_emitted() {
+        let fib = || {
+            SourceFn::with_state(
+                12,
+                FnState((0i64, 1i64)),
+                |i, s: &mut FnState<(i64, i64)>| {
+                    let x = s.0 .0;
+                    s.0 = (s.0 .1, s.0 .0 + s.0 .1);
+                    Ok(if i % 3 == 2 { Emit::Skip } else { Emit::One(x) })
+                },
+            )
+        };
+        let (_d, jsonl) = file("in.jsonl", "1\n\n[2, \"b\"]\nbad\n3\n{\"k\": 4}\n5");
+        let (_d2, csv) = file(
+            "in.csv",
+            "t,v\n1,\"multi\nline\"\n\n2,\"x,y\"\n3,z\r\n4,w\n",
+        );
+        for k in 0..9 {
+            let (got, want) = source_with_restore(fib, k);
+            assert_eq!(got, want, "source_fn, k = {k}");
+            let (got, want) = source_with_restore(
+                || FileSource::new(&jsonl, Format::Jsonl, OnError::Skip, None),
+                k,
+            );
+            assert_eq!(got, want, "jsonl, k = {k}");
+            assert_eq!(want.len(), 5);
+            let (got, want) = source_with_restore(
+                || FileSource::new(&csv, Format::Csv, OnError::Fail, None),
+                k,
+            );
+            assert_eq!(got, want, "csv, k = {k}");
+            assert_eq!(want.len(), 5);
+            let paced = || Paced::new(IterSource::new(0..6i64), Duration::from_micros(1));
+            let (got, want) = source_with_restore(paced, k);
+            assert_eq!(got, want, "paced, k = {k}");
+        }
+        // The bad lines skipped are part of the state.
+        let mut src = FileSource::new(&jsonl, Format::Jsonl, OnError::Skip, None);
+        let (_, r) = drain(&mut src, 1024);
+        assert_eq!(r.unwrap(), Gen::Done);
+        let mut fresh = FileSource::new(&jsonl, Format::Jsonl, OnError::Skip, None);
+        fresh.restore(&src.snapshot().unwrap().unwrap()).unwrap();
+        assert_eq!(fresh.skipped(), 1);
+    }
+
+    #[test]
+    fn a_failure_held_back_survives_a_restore() {
+        let (_d, p) = file("in.jsonl", "1\n2\nbad\n3\n");
+        let mut src = FileSource::new(&p, Format::Jsonl, OnError::Fail, None);
+        let mut out = Outputs::new(1);
+        assert_eq!(src.generate(&mut out, 10).unwrap(), Gen::More);
+        assert_eq!(out.take(0), vec![Value::Int(1), Value::Int(2)]);
+        let snap = src.snapshot().unwrap().unwrap();
+        let mut fresh = FileSource::new(&p, Format::Jsonl, OnError::Fail, None);
+        fresh.restore(&snap).unwrap();
+        let e = fresh.generate(&mut out, 10).unwrap_err();
+        assert!(e.data_error);
+        assert_eq!(
+            e.message,
+            format!(
+                "{}:3: invalid JSON: expected value at line 1 column 1",
+                p.display()
+            )
+        );
+    }
+
+    #[test]
+    fn sources_that_cannot_replay_refuse_to_restore_but_snapshot() {
+        let src = FileSource::stdin(Format::Jsonl, OnError::Fail, None);
+        let snap = src.snapshot().unwrap().unwrap();
+        let e = FileSource::stdin(Format::Jsonl, OnError::Fail, None)
+            .restore(&snap)
+            .unwrap_err();
+        assert!(
+            e.message.starts_with("source.stdin: cannot restore"),
+            "{}",
+            e.message
+        );
+        let mut ch = ChannelSource::<i64> {
+            passed: 0,
+            _t: std::marker::PhantomData,
+        };
+        ch.on_batch(0, vec![1, 2], &mut Outputs::new(1)).unwrap();
+        let snap = ch.snapshot().unwrap().unwrap();
+        assert_eq!(load_state::<u64>("", &snap).unwrap(), 2);
+        let e = ch.restore(&snap).unwrap_err();
+        assert!(
+            e.message.starts_with("source_channel: cannot restore"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

@@ -6,38 +6,65 @@ use std::marker::PhantomData;
 
 use crate::emit::Emit;
 use crate::operator::merge::TimedPair;
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{Element, FnState, OpError, OpResult, OpState, Operator, Outputs, StateType};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
-/// Calls a fallible function on each element; entry j of its result goes to output j.
-pub struct SplitElement<T, U, F> {
+/// Calls a fallible function on each element; entry j of its result goes to output j. `S` is
+/// the state of a stateful form (`()` for none), its snapshot.
+pub struct SplitElement<T, U, S, F> {
     f: F,
+    state: S,
     _t: PhantomData<fn(T) -> U>,
 }
 
-impl<T, U, F> SplitElement<T, U, F>
-where
-    F: FnMut(T) -> Result<Vec<Emit<U>>, OpError>,
-{
-    /// A split calling `f` on each element.
-    pub fn new(f: F) -> Self {
-        SplitElement { f, _t: PhantomData }
+impl<T, U> SplitElement<T, U, (), ()> {
+    /// A split calling `f` on each element (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        mut f: G,
+    ) -> SplitElement<T, U, (), impl FnMut(T, &mut ()) -> OpResult<Vec<Emit<U>>>>
+    where
+        G: FnMut(T) -> Result<Vec<Emit<U>>, OpError>,
+    {
+        SplitElement::with_state((), move |x, _: &mut ()| f(x))
     }
 }
 
-impl<T: Element, U: Element, F> Operator for SplitElement<T, U, F>
+impl<T, U, S, F> SplitElement<T, U, S, F>
 where
-    F: FnMut(T) -> Result<Vec<Emit<U>>, OpError> + Send + 'static,
+    F: FnMut(T, &mut S) -> Result<Vec<Emit<U>>, OpError>,
+{
+    /// A split calling `f(x, &mut state)` on each element.
+    pub fn with_state(state: S, f: F) -> Self {
+        SplitElement {
+            f,
+            state,
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: Element, U: Element, S: OpState, F> Operator for SplitElement<T, U, S, F>
+where
+    F: FnMut(T, &mut S) -> Result<Vec<Emit<U>>, OpError> + Send + 'static,
 {
     type In = T;
     type Out = U;
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
         for x in batch {
-            out.emit_each("split", (self.f)(x)?)?;
+            out.emit_each("split", (self.f)(x, &mut self.state)?)?;
         }
         Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        self.state.save()
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        self.state.load(state)
     }
 }
 
@@ -180,6 +207,9 @@ impl Graph {
     /// assert_eq!(e.take(), vec![0, 2, 4]);
     /// assert_eq!(o.take(), vec![1, 3]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::split_element_with_state`] is.
     pub fn split_element<T, U, F, const N: usize>(
         &mut self,
         s: &Stream<T>,
@@ -195,19 +225,23 @@ impl Graph {
     }
 
     /// Stateful `split_element`: `f(x, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn split_element_with_state<T, U, S, F, const N: usize>(
         &mut self,
         s: &Stream<T>,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> [Stream<U>; N]
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(T, &mut S) -> [Emit<U>; N] + Send + 'static,
     {
-        let op = SplitElement::new(move |x| Ok(Vec::from(f(x, &mut state))));
+        let op = SplitElement::with_state(FnState(state), move |x, st: &mut FnState<S>| {
+            Ok(Vec::from(f(x, &mut st.0)))
+        });
         into_array(self.add_operator("split_element", op, &[s], N))
     }
 
@@ -291,7 +325,9 @@ impl Graph {
 mod tests {
     use super::*;
     use crate::operator::merge::TimedZip;
-    use crate::operator::testkit::{chunks, run_batched, try_run_batched, whole};
+    use crate::operator::testkit::{
+        chunks, cut, run_batched, run_with_restore, try_run_batched, whole,
+    };
     use proptest::prelude::*;
 
     fn v(s: &str) -> Value {
@@ -476,6 +512,28 @@ mod tests {
             let once = run_batched(f(), whole(vec![rows.clone()]), &[], 2);
             let batched = run_batched(f(), vec![chunks(&rows, &sizes)], &[], 2);
             prop_assert_eq!(once, batched);
+        }
+
+        #[test]
+        fn splits_resume_from_a_snapshot(
+            xs in prop::collection::vec(-50i64..50, 0..60),
+            sizes in prop::collection::vec(1usize..5, 1..6),
+            k in cut(),
+        ) {
+            let b = vec![chunks(&xs, &sizes)];
+            let parity = || SplitElement::new(|x: i64| {
+                Ok(if x % 2 == 0 { vec![Emit::One(x), Emit::Skip] } else { vec![Emit::Skip, Emit::One(x)] })
+            });
+            let (got, want) = run_with_restore(parity, b.clone(), &[], k, 2);
+            prop_assert_eq!(got, want);
+            // Stateful: the running maximum on output 0, new records on output 1.
+            let records = || SplitElement::with_state(FnState(i64::MIN), |x: i64, m: &mut FnState<i64>| {
+                let rec = x > m.0;
+                m.0 = m.0.max(x);
+                Ok(vec![Emit::One(m.0), if rec { Emit::One(x) } else { Emit::Skip }])
+            });
+            let (got, want) = run_with_restore(records, b, &[], k, 2);
+            prop_assert_eq!(got, want);
         }
     }
 }

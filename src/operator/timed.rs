@@ -12,7 +12,10 @@ use std::marker::PhantomData;
 
 use crate::emit::{Emit, IntoEmit};
 use crate::operator::window::Agg;
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    load_state, save_state, Element, FnState, OpError, OpResult, OpState, Operator, Outputs,
+    StateType,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
@@ -183,6 +186,9 @@ impl Timestamped for Value {
     }
 }
 
+/// The owned form of [`TimedWindows::progress`], to restore.
+pub type TimedProgress<E> = (Vec<E>, Vec<Time>, u64, Option<Time>);
+
 /// The buffer of the timed-window family: elements in timestamp order, from the start of the
 /// next window on; windows come out in order, each as one contiguous slice.
 #[derive(Clone, Debug)]
@@ -269,6 +275,26 @@ impl<E: std::fmt::Debug> TimedWindows<E> {
         self.complete_until(Time::INFINITY, f)
     }
 
+    /// What changes as elements arrive (the state a snapshot keeps): the held elements and
+    /// their times (from the first still needed), the next window, the last timestamp.
+    pub fn progress(&self) -> (&[E], &[Time], u64, Option<Time>) {
+        (
+            &self.buf[self.head..],
+            &self.times[self.head..],
+            self.next,
+            self.last,
+        )
+    }
+
+    /// Puts back what [`TimedWindows::progress`] gave (into a buffer with the same windows).
+    pub fn set_progress(&mut self, (buf, times, next, last): TimedProgress<E>) {
+        self.buf = buf;
+        self.times = times;
+        self.head = 0;
+        self.next = next;
+        self.last = last;
+    }
+
     /// Drops the elements no later window needs.
     pub fn compact(&mut self) {
         if self.head > 0 {
@@ -279,32 +305,50 @@ impl<E: std::fmt::Debug> TimedWindows<E> {
     }
 }
 
-/// The `timed_window` operator: `f(end, window, out)` writes what a complete window produces.
-pub struct TimedWindow<E, U, F> {
+/// The `timed_window` operator: `f(end, window, &mut state, out)` writes what a complete
+/// window produces; `S` is the state of a stateful form (`()` for none). The snapshot holds
+/// the elements still held, the next window, the last timestamp, and the state.
+pub struct TimedWindow<E, U, S, F> {
     p: Timed,
     state: TimedWindows<E>,
+    fn_state: S,
     f: F,
     _u: PhantomData<fn() -> U>,
 }
 
-impl<E: std::fmt::Debug, U, F> TimedWindow<E, U, F>
+impl<E: std::fmt::Debug, U> TimedWindow<E, U, (), ()> {
+    /// Windows `p` handed to `f` (stateless).
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        p: Timed,
+        mut f: G,
+    ) -> TimedWindow<E, U, (), impl FnMut(Time, &[E], &mut (), &mut Outputs<U>) -> OpResult>
+    where
+        G: FnMut(Time, &[E], &mut Outputs<U>) -> OpResult,
+    {
+        TimedWindow::with_state(p, (), move |end, w: &[E], _: &mut (), out| f(end, w, out))
+    }
+}
+
+impl<E: std::fmt::Debug, U, S, F> TimedWindow<E, U, S, F>
 where
-    F: FnMut(Time, &[E], &mut Outputs<U>) -> OpResult,
+    F: FnMut(Time, &[E], &mut S, &mut Outputs<U>) -> OpResult,
 {
-    /// Windows `p` handed to `f`.
-    pub fn new(p: Timed, f: F) -> Self {
+    /// Windows `p` handed to `f(end, window, &mut state, out)`.
+    pub fn with_state(p: Timed, state: S, f: F) -> Self {
         TimedWindow {
             p,
             state: TimedWindows::new(p),
+            fn_state: state,
             f,
             _u: PhantomData,
         }
     }
 }
 
-impl<E: Timestamped, U: Element, F> Operator for TimedWindow<E, U, F>
+impl<E: Timestamped, U: Element, S: OpState, F> Operator for TimedWindow<E, U, S, F>
 where
-    F: FnMut(Time, &[E], &mut Outputs<U>) -> OpResult + Send + 'static,
+    F: FnMut(Time, &[E], &mut S, &mut Outputs<U>) -> OpResult + Send + 'static,
 {
     type In = E;
     type Out = U;
@@ -314,8 +358,8 @@ where
     }
 
     fn on_batch(&mut self, _port: usize, batch: Vec<E>, out: &mut Outputs<U>) -> OpResult {
-        let (p, f) = (self.p, &mut self.f);
-        let mut g = |k: u64, w: &[E]| f(p.end(k), w, out);
+        let (p, f, st) = (self.p, &mut self.f, &mut self.fn_state);
+        let mut g = |k: u64, w: &[E]| f(p.end(k), w, st, out);
         for e in batch {
             let t = e.time().map_err(|err| err.with_element(&e))?;
             self.state.push(e, t, &mut g)?;
@@ -326,9 +370,24 @@ where
 
     fn finish(&mut self, out: &mut Outputs<U>) -> OpResult {
         if self.p.flush {
-            let (p, f) = (self.p, &mut self.f);
+            let (p, f, st) = (self.p, &mut self.f, &mut self.fn_state);
             self.state
-                .flush(&mut |k: u64, w: &[E]| f(p.end(k), w, out))?;
+                .flush(&mut |k: u64, w: &[E]| f(p.end(k), w, st, out))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let st = (self.state.progress(), self.fn_state.save()?);
+        save_state("timed_window", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (progress, st): (TimedProgress<E>, Option<Vec<u8>>) =
+            load_state("timed_window", state)?;
+        self.state.set_progress(progress);
+        if let Some(b) = st {
+            self.fn_state.load(&b)?;
         }
         Ok(())
     }
@@ -349,6 +408,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![(10.0, 3), (15.0, 5), (20.0, 3)]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::timed_window_with_state`] is.
     pub fn timed_window<T, U, R, F>(
         &mut self,
         s: &Stream<(Time, T)>,
@@ -387,21 +449,31 @@ impl Graph {
     }
 
     /// Stateful `timed_window`: `f(window, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn timed_window_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<(Time, T)>,
         p: Timed,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<(Time, U)>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<U>,
         F: FnMut(&[(Time, T)], &mut S) -> R + Send + 'static,
     {
-        self.timed_window(s, p, move |w: &[(Time, T)]| f(w, &mut state).into_emit())
+        let op = TimedWindow::with_state(
+            p,
+            FnState(state),
+            move |end, w: &[(Time, T)], st: &mut FnState<S>, out: &mut Outputs<(Time, U)>| {
+                out.emit(0, f(w, &mut st.0).into_emit().map(|u| (end, u)));
+                Ok(())
+            },
+        );
+        self.add_unary("timed_window", op, &[s])
     }
 
     /// `timed_window` with a built-in reducer over the values.
@@ -481,7 +553,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{cuts, run_rr as run_batched, run_whole, split_at};
+    use crate::operator::testkit::{
+        cut, cuts, run_rr as run_batched, run_whole, run_with_restore, split_at,
+    };
     use proptest::prelude::*;
 
     type Pair = (Time, i64);
@@ -743,6 +817,26 @@ mod tests {
             let split = run_batched(values(p), vec![split_at(&xs, &c)], 1).unwrap();
             prop_assert_eq!(&whole, &split);
             prop_assert_eq!(&whole[0], &reference(p, &xs));
+        }
+
+        #[test]
+        fn timed_windows_resume_from_a_snapshot(
+            p in timed_strategy(), xs in series(), c in cuts(), k in cut(),
+        ) {
+            let b = vec![split_at(&xs, &c)];
+            let (got, want) = run_with_restore(|| values(p), b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let numbered = || TimedWindow::with_state(
+                p,
+                FnState(0i64),
+                |end, w: &[Pair], n: &mut FnState<i64>, out: &mut Outputs<(Time, i64)>| {
+                    n.0 += 1;
+                    out.push((end, n.0 * 100 + w.len() as i64));
+                    Ok(())
+                },
+            );
+            let (got, want) = run_with_restore(numbered, b, &[], k, 1);
+            prop_assert_eq!(got, want);
         }
     }
 }

@@ -10,7 +10,10 @@ use std::marker::PhantomData;
 use std::str::FromStr;
 
 use crate::emit::{Emit, IntoEmit};
-use crate::operator::{Element, OpError, OpResult, Operator, Outputs};
+use crate::operator::{
+    load_state, save_state, Element, FnState, OpError, OpResult, OpState, Operator, Outputs,
+    StateType,
+};
 use crate::pipeline::{Graph, Stream};
 use crate::value::Value;
 
@@ -55,6 +58,9 @@ impl Count {
         Ok(())
     }
 }
+
+/// The owned form of [`WindowState::progress`], to restore.
+pub type WindowProgress<T> = (Vec<T>, u64, u64, u64);
 
 /// The buffer every count-window operator is built on: elements arrive in any batches, and
 /// windows come out in order, each as one contiguous slice.
@@ -161,6 +167,20 @@ impl<T> WindowState<T> {
         self.next += 1;
     }
 
+    /// What changes as elements arrive (the state a snapshot keeps): the buffered elements,
+    /// the input index of the first, how many arrived, and the next window.
+    pub fn progress(&self) -> (&[T], u64, u64, u64) {
+        (&self.buf, self.base, self.arrived, self.next)
+    }
+
+    /// Puts back what [`WindowState::progress`] gave (into a buffer with the same windows).
+    pub fn set_progress(&mut self, (buf, base, arrived, next): WindowProgress<T>) {
+        self.buf = buf;
+        self.base = base;
+        self.arrived = arrived;
+        self.next = next;
+    }
+
     /// Drops the elements no later window needs.
     pub fn compact(&mut self) {
         let keep = self.bounds(self.next).0.min(self.arrived);
@@ -211,42 +231,79 @@ impl<T> WindowState<T> {
 
 /// One input, count windows: the operator behind `map_window`, `map_window_list`,
 /// `sink_window`, `split_window` and `sliding_window_with_startup`. `f` writes what a window
-/// produces into the outputs.
-pub struct CountWindow<T, U, F> {
+/// produces into the outputs; `S` is the state of a stateful form (`()` for none). The
+/// snapshot holds the buffered elements, the window positions, whether `initial` was emitted,
+/// and the state.
+pub struct CountWindow<T, U, S, F> {
     count: Count,
     state: WindowState<T>,
     initial: Option<U>,
+    fn_state: S,
     f: F,
 }
 
-impl<T, U, F> CountWindow<T, U, F>
-where
-    F: FnMut(&[T], &mut Outputs<U>) -> OpResult,
-{
+/// What a window function returns.
+type FnResult = OpResult;
+
+impl<T, U> CountWindow<T, U, (), ()> {
     /// Ordinary windows; `initial` is emitted `window` times before the first result.
-    pub fn new(count: Count, initial: Option<U>, f: F) -> Self {
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        count: Count,
+        initial: Option<U>,
+        mut f: G,
+    ) -> CountWindow<T, U, (), impl FnMut(&[T], &mut (), &mut Outputs<U>) -> FnResult>
+    where
+        G: FnMut(&[T], &mut Outputs<U>) -> FnResult,
+    {
+        CountWindow::with_state(count, initial, (), move |w: &[T], _: &mut (), out| {
+            f(w, out)
+        })
+    }
+
+    /// `sliding_window_with_startup` windows.
+    #[allow(clippy::type_complexity)]
+    pub fn with_startup<G>(
+        count: Count,
+        mut f: G,
+    ) -> CountWindow<T, U, (), impl FnMut(&[T], &mut (), &mut Outputs<U>) -> FnResult>
+    where
+        G: FnMut(&[T], &mut Outputs<U>) -> FnResult,
+    {
+        CountWindow::startup_with_state(count, (), move |w: &[T], _: &mut (), out| f(w, out))
+    }
+}
+
+impl<T, U, S, F> CountWindow<T, U, S, F>
+where
+    F: FnMut(&[T], &mut S, &mut Outputs<U>) -> FnResult,
+{
+    /// Ordinary windows handed to `f(window, &mut state, out)`; `initial` as for `new`.
+    pub fn with_state(count: Count, initial: Option<U>, state: S, f: F) -> Self {
         CountWindow {
             count,
             state: WindowState::new(count),
             initial,
+            fn_state: state,
             f,
         }
     }
 
-    /// `sliding_window_with_startup` windows.
-    pub fn with_startup(count: Count, f: F) -> Self {
+    /// `sliding_window_with_startup` windows handed to `f(window, &mut state, out)`.
+    pub fn startup_with_state(count: Count, state: S, f: F) -> Self {
         CountWindow {
             count,
             state: WindowState::with_startup(count),
             initial: None,
+            fn_state: state,
             f,
         }
     }
 }
 
-impl<T: Element, U: Element, F> Operator for CountWindow<T, U, F>
+impl<T: Element, U: Element, S: OpState, F> Operator for CountWindow<T, U, S, F>
 where
-    F: FnMut(&[T], &mut Outputs<U>) -> OpResult + Send + 'static,
+    F: FnMut(&[T], &mut S, &mut Outputs<U>) -> FnResult + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -264,35 +321,73 @@ where
 
     fn on_batch(&mut self, _port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
         self.state.push(batch);
-        let f = &mut self.f;
-        self.state.drain_ready(|w| f(w, out))
+        let (f, st) = (&mut self.f, &mut self.fn_state);
+        self.state.drain_ready(|w| f(w, st, out))
     }
 
     fn finish(&mut self, out: &mut Outputs<U>) -> OpResult {
         if self.count.flush {
-            let f = &mut self.f;
-            self.state.drain_partial(|w| f(w, out))?;
+            let (f, st) = (&mut self.f, &mut self.fn_state);
+            self.state.drain_partial(|w| f(w, st, out))?;
+        }
+        Ok(())
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let initial_done = self.initial.is_none();
+        let st = (self.state.progress(), initial_done, self.fn_state.save()?);
+        save_state("a window", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (progress, initial_done, st): (WindowProgress<T>, bool, Option<Vec<u8>>) =
+            load_state("a window", state)?;
+        self.state.set_progress(progress);
+        if initial_done {
+            self.initial = None;
+        }
+        if let Some(b) = st {
+            self.fn_state.load(&b)?;
         }
         Ok(())
     }
 }
 
 /// Several inputs, each with its own count windows: the operator behind `merge_window` and
-/// `multi_window`. Window `k` goes to `f` (one slice per input) once every input has it.
-pub struct MultiWindow<T, U, F> {
+/// `multi_window`. Window `k` goes to `f` (one slice per input) once every input has it. The
+/// snapshot holds every input's buffer and positions, and the state `S` (`()` for none).
+pub struct MultiWindow<T, U, S, F> {
     counts: Vec<Count>,
     states: Vec<WindowState<T>>,
     f: F,
+    fn_state: S,
     discarded: u64,
     _u: PhantomData<fn() -> U>,
 }
 
-impl<T, U, F> MultiWindow<T, U, F>
-where
-    F: FnMut(&[&[T]], &mut Outputs<U>) -> OpResult,
-{
+impl<T, U> MultiWindow<T, U, (), ()> {
     /// `counts` holds one entry per input, or one entry for all `n_in` inputs.
-    pub fn new(n_in: usize, counts: &[Count], f: F) -> Self {
+    #[allow(clippy::new_ret_no_self, clippy::type_complexity)]
+    pub fn new<G>(
+        n_in: usize,
+        counts: &[Count],
+        mut f: G,
+    ) -> MultiWindow<T, U, (), impl FnMut(&[&[T]], &mut (), &mut Outputs<U>) -> FnResult>
+    where
+        G: FnMut(&[&[T]], &mut Outputs<U>) -> FnResult,
+    {
+        MultiWindow::with_state(n_in, counts, (), move |ws: &[&[T]], _: &mut (), out| {
+            f(ws, out)
+        })
+    }
+}
+
+impl<T, U, S, F> MultiWindow<T, U, S, F>
+where
+    F: FnMut(&[&[T]], &mut S, &mut Outputs<U>) -> FnResult,
+{
+    /// Windows handed to `f(windows, &mut state, out)`; `counts` as for `new`.
+    pub fn with_state(n_in: usize, counts: &[Count], state: S, f: F) -> Self {
         let counts: Vec<Count> = if counts.len() == 1 {
             vec![counts[0]; n_in]
         } else {
@@ -302,15 +397,16 @@ where
             states: counts.iter().map(|c| WindowState::new(*c)).collect(),
             counts,
             f,
+            fn_state: state,
             discarded: 0,
             _u: PhantomData,
         }
     }
 }
 
-impl<T: Element, U: Element, F> Operator for MultiWindow<T, U, F>
+impl<T: Element, U: Element, S: OpState, F> Operator for MultiWindow<T, U, S, F>
 where
-    F: FnMut(&[&[T]], &mut Outputs<U>) -> OpResult + Send + 'static,
+    F: FnMut(&[&[T]], &mut S, &mut Outputs<U>) -> FnResult + Send + 'static,
 {
     type In = T;
     type Out = U;
@@ -334,7 +430,7 @@ where
         st.push(batch);
         while self.states.iter().all(WindowState::ready) {
             let ws: Vec<&[T]> = self.states.iter().map(WindowState::current).collect();
-            (self.f)(&ws, out).map_err(|e| e.with_element(&ws))?;
+            (self.f)(&ws, &mut self.fn_state, out).map_err(|e| e.with_element(&ws))?;
             self.states.iter_mut().for_each(WindowState::advance);
         }
         self.states.iter_mut().for_each(WindowState::compact);
@@ -353,6 +449,32 @@ where
                 self.discarded
             )
         })
+    }
+
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        let progress: Vec<_> = self.states.iter().map(WindowState::progress).collect();
+        let st = (progress, self.discarded, self.fn_state.save()?);
+        save_state("a window", &st).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let (progress, discarded, st): (Vec<WindowProgress<T>>, u64, Option<Vec<u8>>) =
+            load_state("a window", state)?;
+        if progress.len() != self.states.len() {
+            return Err(OpError::new(format!(
+                "cannot restore a window state of {} inputs into one of {}",
+                progress.len(),
+                self.states.len()
+            )));
+        }
+        for (w, p) in self.states.iter_mut().zip(progress) {
+            w.set_progress(p);
+        }
+        self.discarded = discarded;
+        if let Some(b) = st {
+            self.fn_state.load(&b)?;
+        }
+        Ok(())
     }
 }
 
@@ -607,6 +729,16 @@ impl Operator for WindowAgg {
         Ok(())
     }
 
+    fn snapshot(&self) -> OpResult<Option<Vec<u8>>> {
+        save_state("a window", &self.state.progress()).map(Some)
+    }
+
+    fn restore(&mut self, state: &[u8]) -> OpResult {
+        let p: WindowProgress<f64> = load_state("a window", state)?;
+        self.state.set_progress(p);
+        Ok(())
+    }
+
     fn finish(&mut self, out: &mut Outputs<f64>) -> OpResult {
         if self.count.flush {
             let agg = self.agg;
@@ -642,6 +774,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![3, 9, 15]); // [0,1,2], [2,3,4], [4,5,6]
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::map_window_with_state`] is.
     pub fn map_window<T, U, R, F>(&mut self, s: &Stream<T>, count: Count, mut f: F) -> Stream<U>
     where
         T: Element,
@@ -727,21 +862,32 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(out.take(), vec![1, 6, 15]);
     /// ```
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn map_window_with_state<T, U, S, R, F>(
         &mut self,
         s: &Stream<T>,
         count: Count,
-        mut state: S,
+        state: S,
         mut f: F,
     ) -> Stream<U>
     where
         T: Element,
         U: Element,
-        S: Send + 'static,
+        S: StateType,
         R: IntoEmit<U>,
         F: FnMut(&[T], &mut S) -> R + Send + 'static,
     {
-        self.map_window(s, count, move |w: &[T]| f(w, &mut state).into_emit())
+        let op = CountWindow::with_state(
+            count,
+            None,
+            FnState(state),
+            move |w: &[T], st: &mut FnState<S>, out: &mut Outputs<U>| {
+                out.emit(0, f(w, &mut st.0).into_emit());
+                Ok(())
+            },
+        );
+        self.add_unary("map_window", op, &[s])
     }
 
     /// `map_window_list`: each window's result vector is spliced into the output.
@@ -801,6 +947,9 @@ impl Graph {
     /// g.run().unwrap();
     /// assert_eq!(*seen.lock().unwrap(), vec![vec![0, 1], vec![2, 3], vec![4]]);
     /// ```
+    ///
+    /// What `f` captures is not part of the operator's snapshot (it has none); the state of
+    /// [`Graph::sink_window_with_state`] is.
     pub fn sink_window<T, F>(&mut self, s: &Stream<T>, count: Count, mut f: F)
     where
         T: Element,
@@ -820,24 +969,35 @@ impl Graph {
     {
         self.add_sink(
             "sink_window",
-            CountWindow::<T, T, _>::new(count, None, move |w: &[T], _: &mut Outputs<T>| f(w)),
+            CountWindow::new(count, None, move |w: &[T], _: &mut Outputs<T>| f(w)),
             &[s],
         )
     }
 
     /// Stateful `sink_window`: `f(window, &mut state)`.
+    ///
+    /// The state is kept in the operator: it is part of the operator's snapshot.
     pub fn sink_window_with_state<T, S, F>(
         &mut self,
         s: &Stream<T>,
         count: Count,
-        mut state: S,
+        state: S,
         mut f: F,
     ) where
         T: Element,
-        S: Send + 'static,
+        S: StateType,
         F: FnMut(&[T], &mut S) + Send + 'static,
     {
-        self.sink_window(s, count, move |w: &[T]| f(w, &mut state))
+        let op = CountWindow::<T, T, _, _>::with_state(
+            count,
+            None,
+            FnState(state),
+            move |w: &[T], st: &mut FnState<S>, _: &mut Outputs<T>| {
+                f(w, &mut st.0);
+                Ok(())
+            },
+        );
+        self.add_sink("sink_window", op, &[s])
     }
 
     /// `split_window`: `f(window)` gives one entry per output.
@@ -1060,7 +1220,9 @@ impl Graph {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::operator::testkit::{cuts, run_rr as run_batched, run_whole, split_at};
+    use crate::operator::testkit::{
+        cut, cuts, run_rr as run_batched, run_whole, run_with_restore, split_at,
+    };
     use proptest::prelude::*;
 
     /// A `map_window` that emits each window as a vector.
@@ -1529,6 +1691,65 @@ mod tests {
             let whole = run_whole(merged(&[c0, c1]), vec![a.clone(), b.clone()], 1).unwrap();
             let split = run_batched(merged(&[c0, c1]), vec![split_at(&a, &k0), split_at(&b, &k1)], 1).unwrap();
             prop_assert_eq!(whole, split);
+        }
+
+        #[test]
+        fn count_windows_resume_from_a_snapshot(
+            count in count_strategy(), n in 0i64..60, c in cuts(), k in cut(), init in any::<bool>(),
+        ) {
+            let xs: Vec<i64> = (0..n).collect();
+            let b = vec![split_at(&xs, &c)];
+            let (got, want) = run_with_restore(|| windows(count), b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let (got, want) = run_with_restore(|| startup(count), b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let initial = init.then_some(-1);
+            let (got, want) = run_with_restore(|| sums(count, initial), b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            // A stateful form: running total of window sums.
+            let running = || CountWindow::with_state(
+                count,
+                None,
+                FnState(0i64),
+                |w: &[i64], t: &mut FnState<i64>, out: &mut Outputs<i64>| {
+                    t.0 += w.iter().sum::<i64>();
+                    out.push(t.0);
+                    Ok(())
+                },
+            );
+            let (got, want) = run_with_restore(running, b.clone(), &[], k, 1);
+            prop_assert_eq!(got, want);
+            let fs: Vec<f64> = xs.iter().map(|x| *x as f64 * 0.5).collect();
+            for agg in [Agg::Sum, Agg::Mean, Agg::Max] {
+                let (got, want) = run_with_restore(
+                    || WindowAgg::new(count, agg), vec![split_at(&fs, &c)], &[], k, 1,
+                );
+                prop_assert_eq!(got, want);
+            }
+        }
+
+        #[test]
+        fn merge_windows_resume_from_a_snapshot(
+            c0 in count_strategy(), c1 in count_strategy(), n0 in 0i64..40, n1 in 0i64..40,
+            k0 in cuts(), k1 in cuts(), order in prop::collection::vec(0usize..2, 0..20),
+            k in cut(),
+        ) {
+            let (a, b): (Vec<i64>, Vec<i64>) = ((0..n0).collect(), (100..100 + n1).collect());
+            let inputs = vec![split_at(&a, &k0), split_at(&b, &k1)];
+            let (got, want) = run_with_restore(|| merged(&[c0, c1]), inputs.clone(), &order, k, 1);
+            prop_assert_eq!(got, want);
+            let counting = || MultiWindow::with_state(
+                2,
+                &[c0, c1],
+                FnState(0usize),
+                |ws: &[&[i64]], n: &mut FnState<usize>, out: &mut Outputs<i64>| {
+                    n.0 += 1;
+                    out.push(ws[0].len() as i64 * 1000 + n.0 as i64);
+                    Ok(())
+                },
+            );
+            let (got, want) = run_with_restore(counting, inputs, &order, k, 1);
+            prop_assert_eq!(got, want);
         }
 
         #[test]

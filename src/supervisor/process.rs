@@ -167,14 +167,24 @@ impl ChaosState {
 
     /// Chooses which operators of `m` panic, and at which call.
     fn plan(&self, m: &Manifest) {
-        let n = m.operators.len() as u64;
-        if n == 0 || self.opts.panics == 0 {
+        if self.opts.panics == 0 {
             return;
         }
+        // Operators with inputs (sources are not restarted in place).
+        let with_inputs: Vec<&str> = m
+            .operators
+            .iter()
+            .filter(|o| !o.inputs.is_empty())
+            .map(|o| o.name.as_str())
+            .collect();
+        if with_inputs.is_empty() {
+            return;
+        }
+        let k = with_inputs.len() as u64;
         let list: Vec<(String, u64)> = (0..self.opts.panics)
             .map(|_| {
-                let op = &m.operators[(self.next() % n) as usize];
-                (op.name.clone(), 1 + self.next() % 3)
+                let op = with_inputs[(self.next() % k) as usize];
+                (op.to_string(), 1 + self.next() % 3)
             })
             .collect();
         for (op, call) in &list {
