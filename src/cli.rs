@@ -120,6 +120,14 @@ pub fn main() -> ExitCode {
 pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    // A panic in an operator is caught and handled (restarted, or reported with the operator
+    // and element): log it as one line instead of a backtrace, unless RUST_BACKTRACE asks.
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            let thread = std::thread::current();
+            tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
+        }));
+    }
     match cli.command {
         Cmd::Validate { manifest } => match load(&manifest, &registry) {
             Ok(m) => {

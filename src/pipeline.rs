@@ -14,7 +14,8 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::marker::PhantomData;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -140,6 +141,8 @@ pub(crate) trait NodeBody: Send {
         count_push: bool,
     ) -> (AnyLink, AnyLink, Arc<dyn LinkDrops>);
     fn spawn(self: Box<Self>, w: ErasedWiring, arbiter: Option<ArbiterHandle>);
+    /// The operator itself, as a `Box<Box<dyn Operator<In = .., Out = ..>>>` (for fusion).
+    fn into_any_op(self: Box<Self>) -> Box<dyn Any>;
 }
 
 /// A type-erased `Arc<Channel<T>>`.
@@ -234,6 +237,25 @@ impl<O: Operator> NodeBody for Body<O> {
             }
         }
     }
+
+    fn into_any_op(self: Box<Self>) -> Box<dyn Any> {
+        let op: Box<dyn Operator<In = O::In, Out = O::Out>> = Box::new(self.0);
+        Box::new(op)
+    }
+}
+
+/// An operator from `Value`s to `Value`s, boxed (a stage of a fused node).
+pub(crate) type ValueOperator = Box<dyn Operator<In = Value, Out = Value>>;
+
+/// The operators one fused node runs in a single actor (see `crate::manifest::fused`), for
+/// the report, the live progress and failures, which name each of them as if unfused.
+#[derive(Clone)]
+pub(crate) struct Stages {
+    /// Every stage but the last (whose name and output are the node's own): its name and the
+    /// count of the elements it emitted.
+    pub inner: Vec<(String, Arc<AtomicU64>)>,
+    /// The name of the stage that failed first, once one has.
+    pub failed: Arc<OnceLock<String>>,
 }
 
 struct NodeEntry {
@@ -291,6 +313,8 @@ pub struct Graph {
     stop: StopHandle,
     /// Ticks while the runtime's main thread is free to run tasks (a watchdog reads it).
     heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Fused nodes by index: the operators each runs (see [`Graph::set_stages`]).
+    stages: HashMap<usize, Stages>,
 }
 
 /// Stops a run from another thread (a signal handler, a failed neighbour process).
@@ -304,6 +328,8 @@ struct StopState {
     stopped: bool,
     killed: bool,
     run: Option<Arc<RunShared>>,
+    /// Fused nodes of the run, whose inner stages `progress` lists too.
+    stages: HashMap<usize, Stages>,
 }
 
 impl StopHandle {
@@ -338,15 +364,25 @@ impl StopHandle {
 
     /// Elements produced so far by each operator of the running graph (consumed, for a sink).
     pub fn progress(&self) -> Vec<(String, u64)> {
-        self.lock()
-            .run
-            .as_ref()
-            .map(|r| r.progress())
-            .unwrap_or_default()
+        let g = self.lock();
+        let Some(run) = g.run.as_ref() else {
+            return vec![];
+        };
+        let mut out = vec![];
+        for (id, p) in run.progress().into_iter().enumerate() {
+            if let Some(st) = g.stages.get(&id) {
+                for (name, n) in &st.inner {
+                    out.push((name.clone(), n.load(Ordering::Relaxed)));
+                }
+            }
+            out.push(p);
+        }
+        out
     }
 
-    fn attach(&self, run: Arc<RunShared>) {
+    fn attach(&self, run: Arc<RunShared>, stages: HashMap<usize, Stages>) {
         let mut g = self.lock();
+        g.stages = stages;
         if g.killed {
             run.cancel();
         } else if g.stopped {
@@ -379,6 +415,7 @@ impl Graph {
             stop: StopHandle::default(),
             heartbeat: None,
             next_restart: None,
+            stages: HashMap::new(),
         }
     }
 
@@ -594,6 +631,35 @@ impl Graph {
         self.nodes[node].cycle = Some(cycle);
     }
 
+    /// Declares node `node` a fused node running `stages` (see [`Stages`]).
+    pub(crate) fn set_stages(&mut self, node: usize, stages: Stages) {
+        self.stages.insert(node, stages);
+    }
+
+    /// The operator of a graph that holds exactly one node, from `Value`s to `Value`s, with
+    /// one input, one output and nothing else attached; `None` otherwise. (Fusion builds each
+    /// stage in a graph of its own with the ordinary builders, then takes its operator out.)
+    pub(crate) fn into_value_operator(mut self) -> Option<ValueOperator> {
+        if !self.errors.is_empty() || self.nodes.len() != 1 {
+            return None;
+        }
+        let n = self.nodes.pop()?;
+        if n.inputs.len() != 1
+            || n.outputs.len() != 1
+            || n.external.is_some()
+            || n.cycle.is_some()
+            || n.checks.iter().any(Option::is_some)
+            || self.streams.iter().any(|s| !s.drains.is_empty())
+        {
+            return None;
+        }
+        n.body
+            .into_any_op()
+            .downcast::<ValueOperator>()
+            .ok()
+            .map(|b| *b)
+    }
+
     /// Follows connects back to the stream an operator (or an external feed) produces.
     fn resolve(&self, mut s: usize) -> Result<usize, GraphError> {
         let mut steps = 0;
@@ -793,7 +859,13 @@ impl Runner {
         }
         let names: Vec<Arc<str>> = g.nodes.iter().map(|x| Arc::from(x.name.as_str())).collect();
         let run = RunShared::new(names.clone());
-        g.stop.attach(run.clone());
+        let stages = std::mem::take(&mut g.stages);
+        g.stop.attach(run.clone(), stages.clone());
+        // Fused nodes by name, for their failures.
+        let stage_of: HashMap<Arc<str>, Stages> = stages
+            .iter()
+            .map(|(&id, st)| (names[id].clone(), st.clone()))
+            .collect();
         // Links: one channel per (producer port, consumer port).
         let mut inputs: Vec<Vec<(AnyLink, bool)>> = (0..n).map(|_| vec![]).collect();
         let mut outputs: Vec<Vec<Vec<AnyLink>>> = g
@@ -917,11 +989,20 @@ impl Runner {
         let joined = main.join();
         run.wait();
         let crate::run::Outcome {
-            failures,
+            mut failures,
             counts,
             notes,
             restarts,
         } = run.outcome();
+        // A fused node's failure names the stage that failed, as it would unfused.
+        for f in &mut failures {
+            let stage = stage_of
+                .get(f.operator.as_str())
+                .and_then(|st| st.failed.get());
+            if let Some(s) = stage {
+                f.operator = s.clone();
+            }
+        }
         let mut report = Report {
             wall: started.elapsed(),
             notes,
@@ -934,6 +1015,14 @@ impl Runner {
             ..Report::default()
         };
         for (node, outs) in node_outputs.iter().enumerate() {
+            // The streams inside a fused node, as their producers would report them unfused.
+            if let (Some(st), Some(_)) = (stages.get(&node), counts[node].as_ref()) {
+                for (name, n) in &st.inner {
+                    report
+                        .streams
+                        .push((name.clone(), n.load(Ordering::Relaxed)));
+                }
+            }
             for (p, &s) in outs.iter().enumerate() {
                 let c = counts[node]
                     .as_ref()

@@ -265,7 +265,7 @@ pub(crate) fn typecheck(ty: StreamType, v: Value) -> Result<Value, String> {
 
 /// The check of what an operator emits into the typed stream `stream`: an int into an `f64`
 /// stream becomes a float; any other element of the wrong type fails the operator.
-fn output_check(ty: StreamType, stream: &str) -> OutputCheck {
+pub(crate) fn output_check(ty: StreamType, stream: &str) -> OutputCheck {
     let stream = stream.to_string();
     Box::new(move |v: &mut Value| {
         if let (StreamType::F64, Value::Int(i)) = (ty, &*v) {
@@ -359,20 +359,10 @@ pub fn build_local(
         );
         ring_inputs.insert((r.consumer, r.port), s);
     }
+    // Chains of element operators that run as one actor (see `fuse`).
+    let mut fusion = crate::manifest::fuse::Fusion::new(m, plan, proc);
     for &i in &local {
         let d = &m.operators[i];
-        let inputs: Vec<Stream<Value>> = d
-            .inputs
-            .iter()
-            .enumerate()
-            .map(|(port, s)| {
-                ring_inputs
-                    .get(&(i, port))
-                    .copied()
-                    .unwrap_or_else(|| streams[s])
-            })
-            .collect();
-        g.name_next(&d.name);
         // Operator failures restart the operator in place, per its group's policy.
         let policy = crate::supervisor::restart::Policy::for_group(
             m,
@@ -389,6 +379,37 @@ pub fn build_local(
                 },
             ),
         );
+        if let Some(chain) = fusion.chain_of(i).map(<[usize]>::to_vec) {
+            if let Some(stages) = fusion.build_stage(m, i, reg)? {
+                let (head, last) = (&m.operators[chain[0]], &m.operators[chain[chain.len() - 1]]);
+                let input = ring_inputs
+                    .get(&(chain[0], 0))
+                    .copied()
+                    .unwrap_or_else(|| streams[&head.inputs[0]]);
+                let add = |g: &mut Graph| crate::manifest::fuse::add_fused(g, stages, &input);
+                let out = match head.group.as_ref().and_then(|gn| groups.get(gn)) {
+                    Some(grp) => {
+                        let grp = grp.clone();
+                        g.with_group(&grp, add)
+                    }
+                    None => add(&mut g),
+                };
+                g.connect(&out, &streams[&last.outputs[0]]);
+            }
+            continue;
+        }
+        let inputs: Vec<Stream<Value>> = d
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(port, s)| {
+                ring_inputs
+                    .get(&(i, port))
+                    .copied()
+                    .unwrap_or_else(|| streams[s])
+            })
+            .collect();
+        g.name_next(&d.name);
         let slot = res.slots.as_ref().map(|region| {
             let owner: Arc<dyn Send + Sync> = region.clone();
             // SAFETY: the region holds one aligned u64 per operator of the manifest and lives

@@ -23,6 +23,8 @@
 
 pub mod build;
 pub mod diagnostic;
+pub mod fuse;
+pub(crate) mod fused;
 pub mod kinds;
 pub mod kinds_build;
 pub mod schema;
