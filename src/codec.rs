@@ -15,10 +15,9 @@ fn config() -> bincode::config::Configuration {
 
 /// Appends the encoding of `batch` to `out`.
 pub fn encode<T: Serialize>(batch: &[T], out: &mut Vec<u8>) -> Result<(), CodecError> {
-    let bytes =
-        bincode::serde::encode_to_vec(batch, config()).map_err(|e| CodecError(e.to_string()))?;
-    out.extend_from_slice(&bytes);
-    Ok(())
+    bincode::serde::encode_into_std_write(batch, out, config())
+        .map(drop)
+        .map_err(|e| CodecError(e.to_string()))
 }
 
 /// Decodes a batch encoded by [`encode`].

@@ -27,10 +27,23 @@
 //!   A reader sees end-of-stream only once the ring is empty *and* the writer closed, so
 //!   every byte written before the close is delivered. A writer whose reader closed gets
 //!   [`ShmError::PeerClosed`].
+//! * A reader that runs inside an event loop (an actix arbiter) cannot sleep on a futex: it
+//!   waits for descriptors of its own to become readable instead ([`RingReader::bind_doorbell`]),
+//!   and its `waiting` flag says [`WAIT_FD`] rather than [`WAIT_FUTEX`]. The reader makes a pipe
+//!   and publishes its pid, the number of the pipe's write end and the pipe's inode in the
+//!   header; the writer that clears the flag writes one byte into the pipe, which it opened
+//!   once through `/proc/<pid>/fd/<n>` (checking the inode, so that a reused pid cannot lead it
+//!   to another file). A pipe wakes a sleeping reader as fast as a futex does. Where the writer
+//!   cannot open it (no /proc, another pid namespace, no permission), it sends a datagram to
+//!   the reader's abstract-namespace Unix socket instead, whose id the header publishes too;
+//!   the reader waits on both. The Dekker argument above is unchanged: only the way of sleeping
+//!   differs.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr::NonNull;
@@ -53,7 +66,13 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const DEFAULT_SPIN_LIMIT: u32 = 256;
 
 const MAGIC: u64 = 0x7472_6962_7269_6e67; // "tribring"
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
+
+/// `waiting` flag of a doorbell: the peer sleeps on the futex word.
+pub const WAIT_FUTEX: u32 = 1;
+/// `waiting` flag of a doorbell: the peer sleeps on its doorbell descriptors (see
+/// [`RingReader::bind_doorbell`]).
+pub const WAIT_FD: u32 = 2;
 
 /// Errors of shared-memory regions and rings.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +317,21 @@ struct Header {
     data: Padded<Doorbell>,
     /// Writer's futex: sequence bumped by the reader to wake the writer, and its waiting flag.
     space: Padded<Doorbell>,
+    /// Where the reader's doorbell descriptors are, see [`RingReader::bind_doorbell`].
+    bell: Padded<BellInfo>,
+}
+
+/// The reader's doorbell, published in the header (all 0 until it has one).
+#[repr(C)]
+struct BellInfo {
+    /// The reader's process id.
+    pid: AtomicU32,
+    /// The number of the pipe's write end in the reader's process.
+    pipe_fd: AtomicU32,
+    /// The pipe's inode number.
+    pipe_ino: AtomicU64,
+    /// Id of the reader's datagram socket; stored last (`Release`).
+    socket: AtomicU64,
 }
 
 #[repr(C)]
@@ -321,21 +355,28 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 
 impl Doorbell {
     /// Notifier side: call after publishing a position (the fence pairs with the waiter's).
-    fn ring(&self) {
+    /// Returns how the peer was waiting (0: it was not), so that a [`WAIT_FD`] waiter can be
+    /// rung.
+    fn ring(&self) -> u32 {
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) != 0 && self.waiting.swap(0, Ordering::Relaxed) != 0
-        {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let how = self.waiting.swap(0, Ordering::Relaxed);
+        if how == WAIT_FUTEX {
             self.seq.fetch_add(1, Ordering::Release);
             futex_wake(&self.seq);
         }
+        how
     }
 
-    /// Unconditional wake (used by close).
-    fn ring_always(&self) {
+    /// Unconditional wake (used by close); as [`Doorbell::ring`], returns how the peer waited.
+    fn ring_always(&self) -> u32 {
         fence(Ordering::SeqCst);
-        self.waiting.store(0, Ordering::Relaxed);
+        let how = self.waiting.swap(0, Ordering::Relaxed);
         self.seq.fetch_add(1, Ordering::Release);
         futex_wake(&self.seq);
+        how
     }
 
     /// Waiter side: sleeps until woken, `ready()` holds, or `deadline` passes.
@@ -346,7 +387,7 @@ impl Doorbell {
         mut ready: impl FnMut() -> bool,
     ) -> Result<bool, ShmError> {
         let seq = self.seq.load(Ordering::Acquire);
-        self.waiting.store(1, Ordering::Relaxed);
+        self.waiting.store(WAIT_FUTEX, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if ready() {
             self.waiting.store(0, Ordering::Relaxed);
@@ -407,6 +448,158 @@ fn futex_wake(word: &AtomicU32) {
     if r == -1 {
         // Only EFAULT/EINVAL are possible, i.e. a bug; the waiter's timeout still bounds it.
         tracing::error!(errno = %Errno::last(), "futex(FUTEX_WAKE) failed");
+    }
+}
+
+/// The abstract-namespace name of the doorbell socket with id `id`.
+fn doorbell_addr(id: u64) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("tributary-ring/{id:016x}"))
+}
+
+/// Binds a fresh doorbell socket (non-blocking) under an id unique among live processes.
+fn bind_doorbell_socket() -> Result<(u64, UnixDatagram), ShmError> {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let pid = u64::from(std::process::id());
+    let mut last = Errno::EADDRINUSE;
+    for _ in 0..64 {
+        let id = (pid << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let addr = doorbell_addr(id)
+            .map_err(|e| ShmError::os("doorbell address", format!("id {id:x}"), errno_of(&e)))?;
+        match UnixDatagram::bind_addr(&addr) {
+            Ok(sock) => {
+                sock.set_nonblocking(true).map_err(|e| {
+                    ShmError::os("fcntl(O_NONBLOCK)", "doorbell socket", errno_of(&e))
+                })?;
+                return Ok((id, sock));
+            }
+            // Another program's socket under the same name: take the next id.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Errno::EADDRINUSE,
+            Err(e) => return Err(ShmError::os("bind", "doorbell socket", errno_of(&e))),
+        }
+    }
+    Err(ShmError::os("bind", "doorbell socket (no free id)", last))
+}
+
+fn errno_of(e: &io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The writer's means of ringing a reader's doorbell, made on first use.
+#[derive(Default)]
+struct DoorbellSender {
+    /// The reader's pipe, opened through /proc: `None` until tried, `Some(None)` if that failed.
+    pipe: Option<Option<OwnedFd>>,
+    /// The id the socket address was made for, the address, and an unbound socket to send from.
+    target: Option<(u64, SocketAddr, UnixDatagram)>,
+}
+
+impl DoorbellSender {
+    /// Wakes a reader that waits on its doorbell ([`WAIT_FD`]). Best effort: a full pipe or
+    /// socket queue already holds a wake-up, and a vanished reader needs none.
+    fn ring(&mut self, bell: &BellInfo) {
+        let id = bell.socket.load(Ordering::Acquire);
+        if id == 0 {
+            return;
+        }
+        if self.pipe.is_none() {
+            self.pipe = Some(open_reader_pipe(bell));
+        }
+        if let Some(Some(fd)) = &self.pipe {
+            match nix::unistd::write(fd, &[1]) {
+                Ok(_) | Err(Errno::EAGAIN) => return,
+                Err(e) => tracing::debug!(error = %e, "ring doorbell: pipe write failed"),
+            }
+        }
+        self.send(id);
+    }
+
+    /// Sends one datagram to the doorbell socket with id `id`.
+    fn send(&mut self, id: u64) {
+        if !matches!(&self.target, Some(t) if t.0 == id) {
+            let made = doorbell_addr(id).and_then(|addr| {
+                let sock = UnixDatagram::unbound()?;
+                sock.set_nonblocking(true)?;
+                Ok((id, addr, sock))
+            });
+            match made {
+                Ok(t) => self.target = Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot make the ring's doorbell sender");
+                    return;
+                }
+            }
+        }
+        if let Some((_, addr, sock)) = &self.target {
+            if let Err(e) = sock.send_to_addr(&[1], addr) {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::debug!(error = %e, "ring doorbell datagram not delivered");
+                }
+            }
+        }
+    }
+}
+
+/// Opens the reader's doorbell pipe through /proc (write-only, non-blocking), if it is still
+/// the pipe the header names.
+fn open_reader_pipe(bell: &BellInfo) -> Option<OwnedFd> {
+    let pid = bell.pid.load(Ordering::Relaxed);
+    let fd = bell.pipe_fd.load(Ordering::Relaxed);
+    let ino = bell.pipe_ino.load(Ordering::Relaxed);
+    let path = format!("/proc/{pid}/fd/{fd}");
+    let opened = nix::fcntl::open(
+        path.as_str(),
+        nix::fcntl::OFlag::O_WRONLY | nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    );
+    let raw = match opened {
+        Ok(raw) => raw,
+        Err(e) => {
+            tracing::debug!(error = %e, %path, "ring doorbell: cannot open the reader's pipe, using its socket");
+            return None;
+        }
+    };
+    // SAFETY: `open` just returned this descriptor and nothing else owns it.
+    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+    let st = nix::sys::stat::fstat(owned.as_raw_fd()).ok()?;
+    let is_fifo = (st.st_mode & libc::S_IFMT) == libc::S_IFIFO;
+    (is_fifo && st.st_ino == ino).then_some(owned)
+}
+
+/// The descriptors a reader in an event loop waits on.
+struct ReaderBell {
+    pipe_r: OwnedFd,
+    /// Kept open: a pipe without a writer would always read as at its end.
+    _pipe_w: OwnedFd,
+    sock: UnixDatagram,
+}
+
+impl ReaderBell {
+    /// Makes the pipe and the socket, and publishes them in `bell`.
+    fn new(bell: &BellInfo) -> Result<Self, ShmError> {
+        let (pipe_r, pipe_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| ShmError::os("pipe2", "ring doorbell", e))?;
+        let st = nix::sys::stat::fstat(pipe_w.as_raw_fd())
+            .map_err(|e| ShmError::os("fstat", "ring doorbell pipe", e))?;
+        let (id, sock) = bind_doorbell_socket()?;
+        bell.pid.store(std::process::id(), Ordering::Relaxed);
+        bell.pipe_fd
+            .store(pipe_w.as_raw_fd() as u32, Ordering::Relaxed);
+        bell.pipe_ino.store(st.st_ino, Ordering::Relaxed);
+        bell.socket.store(id, Ordering::Release);
+        Ok(ReaderBell {
+            pipe_r,
+            _pipe_w: pipe_w,
+            sock,
+        })
+    }
+
+    /// Reads what is queued (without blocking), so that neither descriptor is readable until
+    /// the next ring.
+    fn drain(&self) {
+        let mut b = [0u8; 64];
+        while nix::unistd::read(self.pipe_r.as_raw_fd(), &mut b).is_ok_and(|n| n == b.len()) {}
+        while self.sock.recv(&mut b).is_ok() {}
     }
 }
 
@@ -536,6 +729,7 @@ impl Ring {
             cached_tail: tail,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
+            doorbell: DoorbellSender::default(),
         })
     }
 
@@ -551,6 +745,7 @@ impl Ring {
             cached_head: head,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
+            doorbell: None,
         })
     }
 }
@@ -568,6 +763,7 @@ pub struct RingWriter {
     cached_tail: u64,
     spin_limit: u32,
     closed: bool,
+    doorbell: DoorbellSender,
 }
 
 // SAFETY: the writer exclusively owns the writer role of the ring (claimed in the header) and
@@ -614,7 +810,12 @@ impl RingWriter {
         if self.reader_closed() {
             return Err(ShmError::PeerClosed { done: 0 });
         }
-        let n = buf.len().min(self.free());
+        let mut n = buf.len().min(self.free());
+        if n < buf.len() {
+            // `free` only re-reads `tail` when the ring looked full: look again.
+            self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
+            n = buf.len().min(self.free());
+        }
         if n > 0 {
             self.copy_in(&buf[..n]);
         }
@@ -636,7 +837,9 @@ impl RingWriter {
         self.head += n as u64;
         let h = self.shared.header();
         h.head.0.store(self.head, Ordering::Release);
-        h.data.0.ring();
+        if h.data.0.ring() == WAIT_FD {
+            self.doorbell.ring(&h.bell.0);
+        }
     }
 
     /// Blocks until there is free space (returns how much), the reader closes, or `deadline`.
@@ -713,7 +916,9 @@ impl RingWriter {
             self.closed = true;
             let h = self.shared.header();
             h.control.0.writer_closed.store(1, Ordering::Release);
-            h.data.0.ring_always();
+            if h.data.0.ring_always() == WAIT_FD {
+                self.doorbell.ring(&h.bell.0);
+            }
         }
     }
 }
@@ -749,6 +954,8 @@ pub struct RingReader {
     cached_head: u64,
     spin_limit: u32,
     closed: bool,
+    /// The doorbell, once made (see [`RingReader::bind_doorbell`]).
+    doorbell: Option<ReaderBell>,
 }
 
 // SAFETY: the reader exclusively owns the reader role of the ring (claimed in the header) and
@@ -868,6 +1075,74 @@ impl RingReader {
                 return Err(ShmError::Timeout { done: 0 });
             }
         }
+    }
+
+    /// Bytes readable right now, without blocking: `Ok(0)` when the ring is empty but the
+    /// writer may still write, [`ShmError::Eof`] (done 0) once it closed and all was read.
+    pub fn readable_now(&mut self) -> Result<usize, ShmError> {
+        let n = self.available_len();
+        if n > 0 {
+            return Ok(n);
+        }
+        if self.writer_closed() {
+            // `writer_closed` (Acquire) was stored after the final `head`: reload it.
+            let n = self.available_len();
+            return if n > 0 {
+                Ok(n)
+            } else {
+                Err(ShmError::Eof { done: 0 })
+            };
+        }
+        Ok(0)
+    }
+
+    /// Lets this reader wait in an event loop rather than on the futex: makes its doorbell
+    /// (see the module docs) and returns duplicates of its descriptors, to be polled for
+    /// readability: the ring is rung when either becomes readable. Idempotent. Wait with
+    /// [`RingReader::arm_doorbell`] and [`RingReader::drain_doorbell`].
+    pub fn bind_doorbell(&mut self) -> Result<[OwnedFd; 2], ShmError> {
+        if self.doorbell.is_none() {
+            self.doorbell = Some(ReaderBell::new(&self.shared.header().bell.0)?);
+        }
+        let bell = self.doorbell.as_ref().expect("made just above");
+        let dup = |fd: BorrowedFd<'_>| {
+            fd.try_clone_to_owned()
+                .map_err(|e| ShmError::os("dup", "ring doorbell", errno_of(&e)))
+        };
+        Ok([dup(bell.pipe_r.as_fd())?, dup(bell.sock.as_fd())?])
+    }
+
+    /// Announces a wait on the doorbell. Returns true when the caller should now wait for it
+    /// to become readable (nothing to read, the writer still open); false when there is
+    /// something to do after all, and the announcement is withdrawn.
+    /// Call [`RingReader::bind_doorbell`] first (otherwise this returns false).
+    pub fn arm_doorbell(&mut self) -> bool {
+        if self.doorbell.is_none() {
+            return false;
+        }
+        let h = self.shared.header();
+        h.data.0.waiting.store(WAIT_FD, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let idle = h.head.0.load(Ordering::Acquire) == self.tail
+            && h.control.0.writer_closed.load(Ordering::Acquire) == 0;
+        if !idle {
+            h.data.0.waiting.store(0, Ordering::Relaxed);
+        }
+        idle
+    }
+
+    /// After a wait on the doorbell: reads what is queued on it (so that it is not readable
+    /// until the next ring) and withdraws the announcement.
+    pub fn drain_doorbell(&mut self) {
+        if let Some(bell) = &self.doorbell {
+            bell.drain();
+        }
+        self.shared
+            .header()
+            .data
+            .0
+            .waiting
+            .store(0, Ordering::Relaxed);
     }
 
     /// Copies up to `buf.len()` readable bytes without blocking; returns the count (0 if empty).
@@ -1215,6 +1490,55 @@ mod tests {
             Ring::writer_from_region(dup),
             Err(ShmError::RoleTaken { role: "writer" })
         ));
+    }
+
+    fn readable_within(fd: &OwnedFd, ms: u16) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    }
+
+    #[test]
+    fn fd_doorbell_rings_the_pipe_and_falls_back_to_the_socket() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        let [pipe, sock] = r.bind_doorbell().unwrap();
+        // Not announced: a write rings nothing.
+        w.write_all(b"a").unwrap();
+        assert!(!r.arm_doorbell(), "data is waiting");
+        assert_eq!(r.try_read(&mut [0u8; 8]), 1);
+        assert!(!readable_within(&pipe, 0) && !readable_within(&sock, 0));
+        // Announced: the next write rings the pipe, once.
+        assert!(r.arm_doorbell());
+        w.write_all(b"b").unwrap();
+        assert!(readable_within(&pipe, 1000));
+        assert!(!readable_within(&sock, 0));
+        r.drain_doorbell();
+        assert!(!readable_within(&pipe, 0));
+        assert_eq!(r.try_read(&mut [0u8; 8]), 1);
+
+        // A writer that cannot open the pipe (here: the header names another inode) rings the
+        // socket instead.
+        let (mut w2, mut r2) = Ring::create(64).unwrap();
+        let [pipe2, sock2] = r2.bind_doorbell().unwrap();
+        r2.shared
+            .header()
+            .bell
+            .0
+            .pipe_ino
+            .fetch_add(1, Ordering::Relaxed);
+        assert!(r2.arm_doorbell());
+        w2.write_all(b"c").unwrap();
+        assert!(readable_within(&sock2, 1000));
+        assert!(!readable_within(&pipe2, 0));
+        r2.drain_doorbell();
+        assert!(!readable_within(&sock2, 0));
+
+        // Closing rings a waiting reader too.
+        assert_eq!(r.readable_now().unwrap(), 0);
+        assert!(r.arm_doorbell());
+        drop(w);
+        assert!(readable_within(&pipe, 1000));
+        assert!(matches!(r.readable_now(), Err(ShmError::Eof { done: 0 })));
     }
 
     const CHILD_FD_ENV: &str = "TRIBUTARY_SHM_TEST_CHILD_FD";
