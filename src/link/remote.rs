@@ -14,8 +14,9 @@
 //!   while it is full, and writes the end-of-stream frame.
 //! * **Reading** ([`spawn_reader`]): a task on the arbiter thread of the (first) consumer
 //!   decodes frames and pushes the batches into the consumers' links; while it has nothing to
-//!   read it sleeps on the ring's doorbell (a pipe, see `crate::shm`, registered with the
-//!   arbiter's event loop), so that the producer's write wakes the consumer's thread directly.
+//!   read it sleeps on the ring's doorbell (a socket, then an eventfd, see `crate::shm`,
+//!   registered with the arbiter's event loop), so that the producer's write wakes the
+//!   consumer's thread directly.
 //!   A full consumer link makes it stop reading (the ring then fills and the producer waits):
 //!   lossless and bounded.
 
@@ -41,8 +42,8 @@ const FRAME_HEAD: usize = 5;
 /// Frames the reading task handles before it yields to the actors of its arbiter.
 const FRAMES_PER_TURN: usize = 16;
 /// Wake-ups after which the reading task empties its doorbell descriptors (each wake-up leaves
-/// a byte in the pipe or a datagram in the socket; reading them every time would delay the
-/// consumers, and a full pipe or socket could not be rung).
+/// a count in the eventfd or a datagram in the socket; reading them every time would cost a
+/// system call per element, and a full socket could not be rung).
 const DRAIN_EVERY: u32 = 32;
 
 /// A failure of a link between processes.
@@ -613,20 +614,20 @@ async fn read_loop<T: Element>(
         link: link.clone(),
         source,
     };
-    let fds = side
+    let register = |fd| {
+        // SAFETY: `fd` is owned, and stays open (and the same) until the AsyncFd, which owns
+        // it, is dropped.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| doorbell_err(e.into()))
+    };
+    let sock = side
         .ring
         .as_mut()
         .expect("reader not yet handed off")
         .bind_doorbell()
         .map_err(|e| doorbell_err(e.into()))?;
-    let mut bells = Vec::with_capacity(fds.len());
-    for fd in fds {
-        // SAFETY: `fd` is owned, and stays open (and the same) until the AsyncFd, which owns
-        // it, is dropped.
-        let bell = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
-            .map_err(|e| doorbell_err(e.into()))?;
-        bells.push(bell);
-    }
+    // The socket, then the writer's eventfd once it sent one.
+    let mut bells = vec![register(sock)?];
     let room = Arc::new(Notify::new());
     for l in links {
         let room = room.clone();
@@ -635,6 +636,7 @@ async fn read_loop<T: Element>(
     let mut pending: Vec<Vec<T>> = links.iter().map(|_| Vec::new()).collect();
     let mut frames_this_turn = 0;
     let mut rung = 0;
+    let mut drain_now = false;
     loop {
         if !flush(links, &mut pending) {
             // A consumer's link is full: stop reading (the ring fills, the producer waits)
@@ -666,20 +668,23 @@ async fn read_loop<T: Element>(
             }
             Step::Empty => {
                 frames_this_turn = 0;
-                if rung >= DRAIN_EVERY {
-                    ring.drain_doorbell();
+                if drain_now || rung >= DRAIN_EVERY {
+                    if let Some(ev) = ring.drain_doorbell() {
+                        bells.push(register(ev)?);
+                    }
                     rung = 0;
                 }
                 if !ring.arm_doorbell() {
                     continue;
                 }
-                std::future::poll_fn(|cx| {
-                    for bell in &bells {
+                let which = std::future::poll_fn(|cx| {
+                    for (i, bell) in bells.iter().enumerate() {
                         if let Poll::Ready(r) = bell.poll_read_ready(cx) {
-                            // Every ring is an edge of its own (a pipe write, a datagram),
-                            // so the bytes need not be read before the next wait.
+                            // Every ring is an edge of its own (an eventfd write, a
+                            // datagram), so what it queued need not be read before the
+                            // next wait.
                             r?.clear_ready();
-                            return Poll::Ready(Ok(()));
+                            return Poll::Ready(Ok(i));
                         }
                     }
                     Poll::Pending
@@ -687,6 +692,8 @@ async fn read_loop<T: Element>(
                 .await
                 .map_err(doorbell_err)?;
                 rung += 1;
+                // A datagram may carry the writer's eventfd: take it before the next wait.
+                drain_now = which == 0;
             }
         }
     }
@@ -764,6 +771,9 @@ mod tests {
         let chan = Channel::new(cfg(64));
         let relay = spawn_writer("t".into(), chan.clone(), w).unwrap();
         let mut r = r;
+        // Let the writer thread finish the pass it makes when it starts (it holds the ring
+        // meanwhile, and a push then queues).
+        std::thread::sleep(Duration::from_millis(200));
         for i in 0..10u64 {
             // Straight into the ring: nothing waits in the link for the writer thread.
             assert_eq!(chan.push(vec![i, i + 1]), None);
