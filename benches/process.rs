@@ -3,7 +3,9 @@
 //! (a) throughput of a typed f64 stream through tributary's link stack (Channel -> writer
 //!     thread -> bincode -> shared-memory ring -> reader thread -> Channel -> sink actor)
 //!     against raw f64 bytes written in batches of 1024 into the same kind of ring;
-//! (b) one-way latency at 1 kHz (CLOCK_MONOTONIC send stamps) through the same two paths;
+//! (b) one-way latency at 1 kHz (CLOCK_MONOTONIC send stamps) through the same two paths,
+//!     the stamps sent into the producing graph by a feeder thread (`source_channel`);
+//! (b') the same with the stamps taken by a source operator inside the producing graph;
 //! (c) `tributary run` of a manifest with 4 process groups (and the same with threads):
 //!     time to the first output in the sink's file and to completion.
 //!
@@ -11,6 +13,8 @@
 //! process; ring memfds reach it with `ShmRegion::pass_to_child` at fd 3.
 //!
 //!   cargo build --release && cargo bench --bench process
+//!
+//! `PBENCH_PARTS=b cargo bench --bench process` runs only (b) (any of `a`, `b`, `c`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -21,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use tributary::link::remote::{spawn_reader, spawn_writer};
 use tributary::shm::{Ring, RingReader, ShmRegion};
-use tributary::{Graph, LinkConfig, Overflow};
+use tributary::{Gen, Graph, LinkConfig, OpResult, Operator, Outputs, Overflow};
 
 const ROLE_ENV: &str = "PBENCH_ROLE";
 const CHILD_FD: i32 = 3;
@@ -244,6 +248,42 @@ fn throughput(tributary: bool) -> f64 {
     N as f64 / ((end - start) as f64 / 1e9)
 }
 
+/// A source that emits its own send stamp once per `tick`, LAT_MSGS times.
+struct Ticker {
+    sent: usize,
+    next: Instant,
+    tick: Duration,
+}
+
+impl Operator for Ticker {
+    type In = i64;
+    type Out = i64;
+
+    fn generate(&mut self, out: &mut Outputs<i64>, _max: usize) -> OpResult<Gen> {
+        let now = Instant::now();
+        if now >= self.next {
+            out.push(mono_ns());
+            self.sent += 1;
+            if self.sent == LAT_MSGS {
+                return Ok(Gen::Done);
+            }
+            self.next += self.tick;
+        }
+        Ok(Gen::Wait(self.next.saturating_duration_since(now)))
+    }
+}
+
+/// How the latency stamps enter the producing process.
+#[derive(Clone, Copy, PartialEq)]
+enum Stamps {
+    /// The raw ring: the timing thread writes them itself.
+    Raw,
+    /// A feeder thread sends them into a `source_channel`.
+    Feeder,
+    /// A source operator of the graph takes them.
+    Source,
+}
+
 struct Lat {
     p50: f64,
     p99: f64,
@@ -258,11 +298,27 @@ fn sleep_until(t: Instant) {
 }
 
 /// One-way latency of LAT_MSGS stamps sent one per millisecond (microseconds).
-fn latency(tributary: bool) -> Lat {
+fn latency(stamps: Stamps) -> Lat {
+    let tributary = stamps != Stamps::Raw;
     let (consumer, region) = Consumer::spawn(if tributary { "trib_lat" } else { "raw_lat" });
     let mut w = Ring::writer_from_region(region).expect("ring writer");
     let tick = Duration::from_millis(1);
-    if tributary {
+    if stamps == Stamps::Source {
+        let mut g = Graph::new();
+        let t = g.add_unary(
+            "ticker",
+            Ticker {
+                sent: 0,
+                next: Instant::now() + tick,
+                tick,
+            },
+            &[],
+        );
+        let chan = g.external_output(&t, link_cfg(), None);
+        let wt = spawn_writer("t".into(), chan, w).expect("writer");
+        g.run().expect("producer graph");
+        wt.join().unwrap().expect("ring writer");
+    } else if tributary {
         let mut g = Graph::new();
         let (tx, t) = g.source_channel::<i64>(LINK_CAP);
         let chan = g.external_output(&t, link_cfg(), None);
@@ -396,7 +452,20 @@ fn main() {
         return;
     }
     let bin = tributary_bin();
+    // PBENCH_PARTS=b (say) runs only some of the parts.
+    let parts = std::env::var("PBENCH_PARTS").unwrap_or_else(|_| "abc".into());
+    if parts.contains('a') {
+        bench_throughput();
+    }
+    if parts.contains('b') {
+        bench_latency();
+    }
+    if parts.contains('c') {
+        bench_end_to_end(&bin);
+    }
+}
 
+fn bench_throughput() {
     println!("(a) f64 stream between two processes, {N} elements, 1 MiB ring, median of {TPUT_ROUNDS} rounds");
     // Alternating rounds, median of each: the machine is shared (2 cores).
     let (mut raws, mut tribs) = (vec![], vec![]);
@@ -414,29 +483,41 @@ fn main() {
         verdict(ratio >= 0.25),
         trib / 92e3
     );
+}
 
+fn bench_latency() {
     println!(
         "(b) one-way latency at 1 kHz, {LAT_MSGS} messages ({LAT_WARMUP} warm-up dropped), us"
     );
-    let raw = latency(false);
-    let trib = latency(true);
-    for (name, l) in [("raw futex ring", &raw), ("tributary     ", &trib)] {
+    let raw = latency(Stamps::Raw);
+    let trib = latency(Stamps::Feeder);
+    let own = latency(Stamps::Source);
+    for (name, l) in [
+        ("raw futex ring            ", &raw),
+        ("(b)  tributary, feeder    ", &trib),
+        ("(b') tributary, in-graph  ", &own),
+    ] {
         println!(
             "  {name}: p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}",
             l.p50, l.p99, l.max
         );
     }
-    let r = trib.p50 / raw.p50;
-    println!(
-        "  p50 ratio tributary/raw: {:.2}x (target <= 1.5x: {})",
-        r,
-        verdict(r <= 1.5)
-    );
+    for (name, l) in [("(b) ", &trib), ("(b')", &own)] {
+        let r = l.p50 / raw.p50;
+        println!(
+            "  {name} p50 ratio tributary/raw: {:.2}x (target <= 1.5x: {}), p99 ratio {:.2}x",
+            r,
+            verdict(r <= 1.5),
+            l.p99 / raw.p99
+        );
+    }
+}
 
+fn bench_end_to_end(bin: &Path) {
     println!("(c) tributary run, 4 groups, 1 M elements, median of {E2E_RUNS} runs, ms");
     let dir = tempfile::tempdir().expect("temp dir");
     for placement in ["process", "thread"] {
-        let (first, total, lines) = end_to_end(&bin, dir.path(), placement);
+        let (first, total, lines) = end_to_end(bin, dir.path(), placement);
         println!(
             "  placement {placement:<7}: first output {:>7.1}  completion {:>7.1}  ({lines} lines){}",
             first,

@@ -590,6 +590,8 @@ impl Graph {
                 chans: Mutex::new(None),
                 ready: Condvar::new(),
                 pending: Mutex::new(vec![]),
+                consumer: Mutex::new(None),
+                driver: Mutex::new(None),
             }),
         };
         self.streams[s.id].external = Some(Box::new(feed.clone()));
@@ -687,14 +689,28 @@ impl Graph {
 
 /// The typed side of an external feed, erased: receives the links of its consumers.
 pub(crate) trait ErasedFeed: Send {
-    fn add(&self, link: AnyLink);
+    /// A link to consumer node `node`.
+    fn add(&self, link: AnyLink, node: usize);
     fn ready(&self);
+    /// The feed's driver (see [`ExternalFeed::set_driver`]) bound to the consumers' links,
+    /// and the first consumer node, whose arbiter should run it. Call after `ready`.
+    fn take_driver(&self) -> Option<(BoundDriver, Option<usize>)>;
 }
+
+/// A feed driver bound to its links, ready to be called on an arbiter thread.
+pub(crate) type BoundDriver = Box<dyn FnOnce() + Send>;
+
+/// Starts the task that feeds a stream from outside (e.g. a ring reader) on a consumer's
+/// arbiter thread, given the links to every consumer.
+pub(crate) type FeedDriver<T> = Box<dyn FnOnce(Vec<Arc<Channel<T>>>) + Send>;
 
 struct FeedSlot<T> {
     chans: Mutex<Option<Vec<Arc<Channel<T>>>>>,
     ready: Condvar,
     pending: Mutex<Vec<Arc<Channel<T>>>>,
+    /// The first consumer node.
+    consumer: Mutex<Option<usize>>,
+    driver: Mutex<Option<FeedDriver<T>>>,
 }
 
 /// The producer side of a stream fed from outside the graph: push batches from any thread.
@@ -711,12 +727,29 @@ impl<T> Clone for ExternalFeed<T> {
 }
 
 impl<T: Element> ErasedFeed for ExternalFeed<T> {
-    fn add(&self, link: AnyLink) {
+    fn add(&self, link: AnyLink, node: usize) {
         self.slot
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(downcast::<T>(link));
+        self.slot
+            .consumer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_or_insert(node);
+    }
+
+    fn take_driver(&self) -> Option<(BoundDriver, Option<usize>)> {
+        let d = self
+            .slot
+            .driver
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        let links = self.links();
+        let node = *self.slot.consumer.lock().unwrap_or_else(|e| e.into_inner());
+        Some((Box::new(move || d(links)), node))
     }
 
     fn ready(&self) {
@@ -728,6 +761,14 @@ impl<T: Element> ErasedFeed for ExternalFeed<T> {
 }
 
 impl<T: Element> ExternalFeed<T> {
+    /// Has the graph, once it runs, call `driver` on the arbiter thread of the stream's
+    /// (first) consumer with the links to every consumer, instead of another thread calling
+    /// [`ExternalFeed::push`]: `driver` spawns a local task there (e.g. with `actix::spawn`).
+    /// A driver the graph never calls (it did not run) is dropped with the graph.
+    pub(crate) fn set_driver(&self, driver: FeedDriver<T>) {
+        *self.slot.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(driver);
+    }
+
     /// Blocks until the graph runs, then returns the links to every consumer.
     pub fn links(&self) -> Vec<Arc<Channel<T>>> {
         let mut g = self.slot.chans.lock().unwrap_or_else(|e| e.into_inner());
@@ -909,7 +950,7 @@ impl Runner {
                         link_drops.push((stream, d));
                         inputs[c].push((a, intra));
                         if let Some(f) = &g.streams[s].external {
-                            f.add(b);
+                            f.add(b, c);
                         }
                     }
                 }
@@ -928,10 +969,17 @@ impl Runner {
                 f.ready();
             }
         }
+        let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
+        // Feeds driven by a task (ring readers): on the arbiter of their first consumer.
+        let drivers: Vec<(BoundDriver, Option<usize>)> = g
+            .streams
+            .iter()
+            .filter_map(|s| s.external.as_ref()?.take_driver())
+            .map(|(d, node)| (d, node.and_then(|n| node_groups[n])))
+            .collect();
         let stream_names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
         let node_outputs: Vec<Vec<usize>> = g.nodes.iter().map(|x| x.outputs.clone()).collect();
         let group_names: Vec<String> = g.groups.iter().map(|x| x.name.clone()).collect();
-        let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
         let mut checks: Vec<Vec<Option<OutputCheck>>> = vec![];
         let mut bodies: Vec<Box<dyn NodeBody>> = vec![];
         let mut restarts: Vec<Option<OpRestart>> = vec![];
@@ -976,6 +1024,14 @@ impl Runner {
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);
+                    }
+                    for (driver, group) in drivers {
+                        match group {
+                            Some(gi) => {
+                                arbiters[gi].spawn_fn(driver);
+                            }
+                            None => driver(),
+                        }
                     }
                 });
                 sys.run().map_err(|e| e.to_string())?;

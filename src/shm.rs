@@ -27,10 +27,25 @@
 //!   A reader sees end-of-stream only once the ring is empty *and* the writer closed, so
 //!   every byte written before the close is delivered. A writer whose reader closed gets
 //!   [`ShmError::PeerClosed`].
+//! * A reader that runs inside an event loop (an actix arbiter) cannot sleep on a futex: it
+//!   waits for descriptors of its own to become readable instead ([`RingReader::bind_doorbell`]),
+//!   and its `waiting` flag says [`WAIT_FD`] rather than [`WAIT_FUTEX`]. The reader binds an
+//!   abstract-namespace Unix datagram socket and publishes its id in the header. The first
+//!   time the writer has to ring it, it makes an eventfd and sends it to that socket
+//!   (`SCM_RIGHTS`): the datagram wakes the reader, which then waits on the eventfd as well;
+//!   later rings are eventfd writes. (A socket or pipe write wakes its reader "synchronously":
+//!   the kernel then queues the reader behind the writer on the writer's CPU, which costs
+//!   what the writer still does before it sleeps; an eventfd write does not.) Where the fd
+//!   cannot be sent, the writer sends plain datagrams. The Dekker argument above is
+//!   unchanged: only the way of sleeping differs.
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+
+use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags, UnixAddr};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::ptr::NonNull;
@@ -53,7 +68,13 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const DEFAULT_SPIN_LIMIT: u32 = 256;
 
 const MAGIC: u64 = 0x7472_6962_7269_6e67; // "tribring"
-const VERSION: u64 = 1;
+const VERSION: u64 = 2;
+
+/// `waiting` flag of a doorbell: the peer sleeps on the futex word.
+pub const WAIT_FUTEX: u32 = 1;
+/// `waiting` flag of a doorbell: the peer sleeps on its doorbell descriptors (see
+/// [`RingReader::bind_doorbell`]).
+pub const WAIT_FD: u32 = 2;
 
 /// Errors of shared-memory regions and rings.
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +319,8 @@ struct Header {
     data: Padded<Doorbell>,
     /// Writer's futex: sequence bumped by the reader to wake the writer, and its waiting flag.
     space: Padded<Doorbell>,
+    /// Id of the reader's doorbell socket (0: none), see [`RingReader::bind_doorbell`].
+    bell: Padded<AtomicU64>,
 }
 
 #[repr(C)]
@@ -321,21 +344,28 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 
 impl Doorbell {
     /// Notifier side: call after publishing a position (the fence pairs with the waiter's).
-    fn ring(&self) {
+    /// Returns how the peer was waiting (0: it was not), so that a [`WAIT_FD`] waiter can be
+    /// rung.
+    fn ring(&self) -> u32 {
         fence(Ordering::SeqCst);
-        if self.waiting.load(Ordering::Relaxed) != 0 && self.waiting.swap(0, Ordering::Relaxed) != 0
-        {
+        if self.waiting.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let how = self.waiting.swap(0, Ordering::Relaxed);
+        if how == WAIT_FUTEX {
             self.seq.fetch_add(1, Ordering::Release);
             futex_wake(&self.seq);
         }
+        how
     }
 
-    /// Unconditional wake (used by close).
-    fn ring_always(&self) {
+    /// Unconditional wake (used by close); as [`Doorbell::ring`], returns how the peer waited.
+    fn ring_always(&self) -> u32 {
         fence(Ordering::SeqCst);
-        self.waiting.store(0, Ordering::Relaxed);
+        let how = self.waiting.swap(0, Ordering::Relaxed);
         self.seq.fetch_add(1, Ordering::Release);
         futex_wake(&self.seq);
+        how
     }
 
     /// Waiter side: sleeps until woken, `ready()` holds, or `deadline` passes.
@@ -346,7 +376,7 @@ impl Doorbell {
         mut ready: impl FnMut() -> bool,
     ) -> Result<bool, ShmError> {
         let seq = self.seq.load(Ordering::Acquire);
-        self.waiting.store(1, Ordering::Relaxed);
+        self.waiting.store(WAIT_FUTEX, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if ready() {
             self.waiting.store(0, Ordering::Relaxed);
@@ -407,6 +437,188 @@ fn futex_wake(word: &AtomicU32) {
     if r == -1 {
         // Only EFAULT/EINVAL are possible, i.e. a bug; the waiter's timeout still bounds it.
         tracing::error!(errno = %Errno::last(), "futex(FUTEX_WAKE) failed");
+    }
+}
+
+/// The abstract-namespace name of the doorbell socket with id `id`.
+fn doorbell_name(id: u64) -> String {
+    format!("tributary-ring/{id:016x}")
+}
+
+fn doorbell_addr(id: u64) -> io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(doorbell_name(id))
+}
+
+/// Binds a fresh doorbell socket (non-blocking) under an id unique among live processes.
+fn bind_doorbell_socket() -> Result<(u64, UnixDatagram), ShmError> {
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let pid = u64::from(std::process::id());
+    let mut last = Errno::EADDRINUSE;
+    for _ in 0..64 {
+        let id = (pid << 32) | u64::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let addr = doorbell_addr(id)
+            .map_err(|e| ShmError::os("doorbell address", format!("id {id:x}"), errno_of(&e)))?;
+        match UnixDatagram::bind_addr(&addr) {
+            Ok(sock) => {
+                sock.set_nonblocking(true).map_err(|e| {
+                    ShmError::os("fcntl(O_NONBLOCK)", "doorbell socket", errno_of(&e))
+                })?;
+                return Ok((id, sock));
+            }
+            // Another program's socket under the same name: take the next id.
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Errno::EADDRINUSE,
+            Err(e) => return Err(ShmError::os("bind", "doorbell socket", errno_of(&e))),
+        }
+    }
+    Err(ShmError::os("bind", "doorbell socket (no free id)", last))
+}
+
+fn errno_of(e: &io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// The writer's means of ringing a reader's doorbell, made on first use.
+#[derive(Default)]
+struct DoorbellSender {
+    /// The id the socket address was made for, the address, and an unbound socket to send from.
+    target: Option<(u64, UnixAddr, UnixDatagram)>,
+    /// The eventfd handed to the reader, once it was sent.
+    event: Option<OwnedFd>,
+}
+
+impl DoorbellSender {
+    /// Wakes a reader that waits on its doorbell ([`WAIT_FD`]) whose socket has id `id`.
+    /// Best effort: a full socket queue already holds a wake-up, and a vanished reader needs
+    /// none.
+    fn ring(&mut self, id: u64) {
+        if id == 0 {
+            return;
+        }
+        if let Some(ev) = &self.event {
+            match nix::unistd::write(ev, &1u64.to_ne_bytes()) {
+                Ok(_) | Err(Errno::EAGAIN) => return,
+                Err(e) => tracing::debug!(error = %e, "ring doorbell: eventfd write failed"),
+            }
+        }
+        if !matches!(&self.target, Some(t) if t.0 == id) {
+            let made = UnixAddr::new_abstract(doorbell_name(id).as_bytes())
+                .map_err(io::Error::from)
+                .and_then(|addr| {
+                    let sock = UnixDatagram::unbound()?;
+                    sock.set_nonblocking(true)?;
+                    Ok((id, addr, sock))
+                });
+            match made {
+                Ok(t) => self.target = Some(t),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot make the ring's doorbell sender");
+                    return;
+                }
+            }
+        }
+        let Some((_, addr, sock)) = &self.target else {
+            return;
+        };
+        // The first time (and until it got through), hand the reader an eventfd with the
+        // datagram that wakes it.
+        let event = if self.event.is_none() {
+            new_eventfd()
+        } else {
+            None
+        };
+        let fds: Vec<RawFd> = event.iter().map(|e| e.as_raw_fd()).collect();
+        let cmsgs: Vec<ControlMessage<'_>> = if fds.is_empty() {
+            vec![]
+        } else {
+            vec![ControlMessage::ScmRights(&fds)]
+        };
+        let sent = sendmsg(
+            sock.as_raw_fd(),
+            &[io::IoSlice::new(&[1])],
+            &cmsgs,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL,
+            Some(addr),
+        );
+        match sent {
+            Ok(_) => {
+                if event.is_some() {
+                    self.event = event;
+                }
+            }
+            Err(Errno::EAGAIN) => {}
+            Err(e) => tracing::debug!(error = %e, "ring doorbell datagram not delivered"),
+        }
+    }
+}
+
+/// A non-blocking eventfd, or None (logged) if none can be had.
+fn new_eventfd() -> Option<OwnedFd> {
+    // SAFETY: plain system call without pointers.
+    let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if raw < 0 {
+        tracing::debug!(errno = %Errno::last(), "ring doorbell: no eventfd, datagrams only");
+        return None;
+    }
+    // SAFETY: `eventfd` just returned this descriptor and nothing else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
+/// The descriptors a reader in an event loop waits on.
+struct ReaderBell {
+    sock: UnixDatagram,
+    /// The eventfd the writer sent, once it came.
+    event: Option<OwnedFd>,
+}
+
+impl ReaderBell {
+    /// Reads what is queued on the socket and the eventfd (without blocking), so that neither
+    /// is readable until the next ring. Returns a duplicate of an eventfd the writer just sent.
+    fn drain(&mut self) -> Option<OwnedFd> {
+        let mut fresh = None;
+        loop {
+            let mut byte = [0u8; 8];
+            let mut iov = [io::IoSliceMut::new(&mut byte)];
+            let mut space = nix::cmsg_space!([RawFd; 4], libc::ucred);
+            let Ok(msg) = recvmsg::<()>(
+                self.sock.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+            ) else {
+                break;
+            };
+            let Ok(cmsgs) = msg.cmsgs() else {
+                continue;
+            };
+            let mut sender_uid = None;
+            let mut received = vec![];
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::ScmCredentials(cred) => sender_uid = Some(cred.uid()),
+                    ControlMessageOwned::ScmRights(fds) => {
+                        // SAFETY: the kernel just installed these descriptors for us.
+                        received.extend(
+                            fds.into_iter()
+                                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            // Only a process of our own user may hand us the eventfd (anyone who can reach an
+            // abstract socket can send to it); the others' descriptors are closed.
+            // SAFETY: getuid cannot fail and takes no pointers.
+            let ours = sender_uid == Some(unsafe { libc::getuid() });
+            if let (true, None, Some(fd)) = (ours, &self.event, received.into_iter().next()) {
+                fresh = fd.try_clone().ok();
+                self.event = Some(fd);
+            }
+        }
+        if let Some(ev) = &self.event {
+            let mut b = [0u8; 8];
+            let _ = nix::unistd::read(ev.as_raw_fd(), &mut b);
+        }
+        fresh
     }
 }
 
@@ -536,6 +748,7 @@ impl Ring {
             cached_tail: tail,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
+            doorbell: DoorbellSender::default(),
         })
     }
 
@@ -551,6 +764,7 @@ impl Ring {
             cached_head: head,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
+            doorbell: None,
         })
     }
 }
@@ -568,6 +782,7 @@ pub struct RingWriter {
     cached_tail: u64,
     spin_limit: u32,
     closed: bool,
+    doorbell: DoorbellSender,
 }
 
 // SAFETY: the writer exclusively owns the writer role of the ring (claimed in the header) and
@@ -614,7 +829,12 @@ impl RingWriter {
         if self.reader_closed() {
             return Err(ShmError::PeerClosed { done: 0 });
         }
-        let n = buf.len().min(self.free());
+        let mut n = buf.len().min(self.free());
+        if n < buf.len() {
+            // `free` only re-reads `tail` when the ring looked full: look again.
+            self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
+            n = buf.len().min(self.free());
+        }
         if n > 0 {
             self.copy_in(&buf[..n]);
         }
@@ -636,7 +856,9 @@ impl RingWriter {
         self.head += n as u64;
         let h = self.shared.header();
         h.head.0.store(self.head, Ordering::Release);
-        h.data.0.ring();
+        if h.data.0.ring() == WAIT_FD {
+            self.doorbell.ring(h.bell.0.load(Ordering::Acquire));
+        }
     }
 
     /// Blocks until there is free space (returns how much), the reader closes, or `deadline`.
@@ -713,7 +935,9 @@ impl RingWriter {
             self.closed = true;
             let h = self.shared.header();
             h.control.0.writer_closed.store(1, Ordering::Release);
-            h.data.0.ring_always();
+            if h.data.0.ring_always() == WAIT_FD {
+                self.doorbell.ring(h.bell.0.load(Ordering::Acquire));
+            }
         }
     }
 }
@@ -749,6 +973,8 @@ pub struct RingReader {
     cached_head: u64,
     spin_limit: u32,
     closed: bool,
+    /// The doorbell, once made (see [`RingReader::bind_doorbell`]).
+    doorbell: Option<ReaderBell>,
 }
 
 // SAFETY: the reader exclusively owns the reader role of the ring (claimed in the header) and
@@ -868,6 +1094,77 @@ impl RingReader {
                 return Err(ShmError::Timeout { done: 0 });
             }
         }
+    }
+
+    /// Bytes readable right now, without blocking: `Ok(0)` when the ring is empty but the
+    /// writer may still write, [`ShmError::Eof`] (done 0) once it closed and all was read.
+    pub fn readable_now(&mut self) -> Result<usize, ShmError> {
+        let n = self.available_len();
+        if n > 0 {
+            return Ok(n);
+        }
+        if self.writer_closed() {
+            // `writer_closed` (Acquire) was stored after the final `head`: reload it.
+            let n = self.available_len();
+            return if n > 0 {
+                Ok(n)
+            } else {
+                Err(ShmError::Eof { done: 0 })
+            };
+        }
+        Ok(0)
+    }
+
+    /// Lets this reader wait in an event loop rather than on the futex: binds its doorbell
+    /// socket (see the module docs) and returns a duplicate of it, to be polled for
+    /// readability, as must be any eventfd that [`RingReader::drain_doorbell`] returns later.
+    /// Idempotent. Wait with [`RingReader::arm_doorbell`] and [`RingReader::drain_doorbell`].
+    pub fn bind_doorbell(&mut self) -> Result<OwnedFd, ShmError> {
+        if self.doorbell.is_none() {
+            let (id, sock) = bind_doorbell_socket()?;
+            nix::sys::socket::setsockopt(&sock, nix::sys::socket::sockopt::PassCred, &true)
+                .map_err(|e| ShmError::os("setsockopt(SO_PASSCRED)", "doorbell socket", e))?;
+            self.shared.header().bell.0.store(id, Ordering::Release);
+            self.doorbell = Some(ReaderBell { sock, event: None });
+        }
+        let bell = self.doorbell.as_ref().expect("made just above");
+        bell.sock
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| ShmError::os("dup", "ring doorbell", errno_of(&e)))
+    }
+
+    /// Announces a wait on the doorbell. Returns true when the caller should now wait for it
+    /// to become readable (nothing to read, the writer still open); false when there is
+    /// something to do after all, and the announcement is withdrawn.
+    /// Call [`RingReader::bind_doorbell`] first (otherwise this returns false).
+    pub fn arm_doorbell(&mut self) -> bool {
+        if self.doorbell.is_none() {
+            return false;
+        }
+        let h = self.shared.header();
+        h.data.0.waiting.store(WAIT_FD, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let idle = h.head.0.load(Ordering::Acquire) == self.tail
+            && h.control.0.writer_closed.load(Ordering::Acquire) == 0;
+        if !idle {
+            h.data.0.waiting.store(0, Ordering::Relaxed);
+        }
+        idle
+    }
+
+    /// Reads what is queued on the doorbell (so that it is not readable until the next ring)
+    /// and withdraws the announcement. Returns (a duplicate of) the eventfd the writer sent,
+    /// the first time it comes: poll it too from then on.
+    pub fn drain_doorbell(&mut self) -> Option<OwnedFd> {
+        let fresh = self.doorbell.as_mut().and_then(ReaderBell::drain);
+        self.shared
+            .header()
+            .data
+            .0
+            .waiting
+            .store(0, Ordering::Relaxed);
+        fresh
     }
 
     /// Copies up to `buf.len()` readable bytes without blocking; returns the count (0 if empty).
@@ -1215,6 +1512,45 @@ mod tests {
             Ring::writer_from_region(dup),
             Err(ShmError::RoleTaken { role: "writer" })
         ));
+    }
+
+    fn readable_within(fd: &OwnedFd, ms: u16) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::from(ms)).unwrap() == 1
+    }
+
+    #[test]
+    fn fd_doorbell_hands_over_an_eventfd_then_rings_it() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        let sock = r.bind_doorbell().unwrap();
+        // Not announced: a write rings nothing.
+        w.write_all(b"a").unwrap();
+        assert!(!r.arm_doorbell(), "data is waiting");
+        assert_eq!(r.try_read(&mut [0u8; 8]), 1);
+        assert!(!readable_within(&sock, 0));
+        // Announced: the first ring is a datagram carrying the writer's eventfd.
+        assert!(r.arm_doorbell());
+        w.write_all(b"b").unwrap();
+        assert!(readable_within(&sock, 1000));
+        let ev = r.drain_doorbell().expect("the writer sent its eventfd");
+        assert!(!readable_within(&sock, 0) && !readable_within(&ev, 0));
+        assert_eq!(r.try_read(&mut [0u8; 8]), 1);
+        // Later rings are eventfd writes.
+        for _ in 0..3 {
+            assert!(r.arm_doorbell());
+            w.write_all(b"c").unwrap();
+            assert!(readable_within(&ev, 1000));
+            assert!(!readable_within(&sock, 0));
+            assert!(r.drain_doorbell().is_none());
+            assert!(!readable_within(&ev, 0));
+            assert_eq!(r.try_read(&mut [0u8; 8]), 1);
+        }
+        // Closing rings a waiting reader too.
+        assert!(r.arm_doorbell());
+        drop(w);
+        assert!(readable_within(&ev, 1000));
+        assert!(matches!(r.readable_now(), Err(ShmError::Eof { done: 0 })));
     }
 
     const CHILD_FD_ENV: &str = "TRIBUTARY_SHM_TEST_CHILD_FD";

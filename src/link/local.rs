@@ -15,6 +15,17 @@ use crate::cycle::CycleCounter;
 /// A wake-up callback: schedules the actor (or thread) on the other side of a link.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
+/// A consumer that can take batches straight from the producer, in the producer's thread,
+/// instead of having them queued (the ring writer of a link to another process).
+///
+/// [`Channel::push`] offers each batch to it first; a batch it hands back is queued as usual.
+/// It must keep the order of the stream: take a batch only while nothing is queued in `chan`
+/// (nor held back by itself), and count the elements it takes with [`Channel::count_pushed`].
+pub trait DirectDrain<T>: Send + Sync {
+    /// Takes `batch` (returns `None`) or hands it back.
+    fn offer(&self, chan: &Channel<T>, batch: Vec<T>) -> Option<Vec<T>>;
+}
+
 /// What a full link does with new elements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Overflow {
@@ -87,6 +98,8 @@ pub struct Channel<T> {
     drops: AtomicU64,
     /// The feedback cycle's counter, and whether a push here adds to it.
     cycle: OnceLock<(Arc<CycleCounter>, bool)>,
+    /// Takes pushed batches directly when it can (see [`DirectDrain`]).
+    direct: OnceLock<Arc<dyn DirectDrain<T>>>,
 }
 
 impl<T> Channel<T> {
@@ -129,6 +142,7 @@ impl<T> Channel<T> {
             config,
             drops: AtomicU64::new(0),
             cycle: OnceLock::new(),
+            direct: OnceLock::new(),
         })
     }
 
@@ -173,12 +187,37 @@ impl<T> Channel<T> {
         self.lock().producer_waker = Some(w);
     }
 
+    /// Lets `d` take pushed batches directly (once; later calls are ignored).
+    pub fn set_direct_drain(&self, d: Arc<dyn DirectDrain<T>>) {
+        let _ = self.direct.set(d);
+    }
+
+    /// True when no batch is queued (the end may be).
+    pub fn queue_is_empty(&self) -> bool {
+        self.lock().batches.is_empty()
+    }
+
+    /// True once the consumer declared it reads no more ([`Channel::disconnect_consumer`]).
+    pub fn consumer_gone(&self) -> bool {
+        self.lock().consumer_gone
+    }
+
+    /// Counts `n` elements taken by a [`DirectDrain`] as pushed (for a feedback cycle).
+    pub fn count_pushed(&self, n: usize) {
+        if let Some((c, true)) = self.cycle.get() {
+            c.add(n as i64);
+        }
+    }
+
     /// Pushes a batch; returns the part that did not fit (only under `Block`).
     ///
     /// The caller keeps the returned rest and pushes it again once woken.
     pub fn push(&self, mut batch: Vec<T>) -> Option<Vec<T>> {
         if batch.is_empty() {
             return None;
+        }
+        if let Some(d) = self.direct.get() {
+            batch = d.offer(self, batch)?;
         }
         let mut st = self.lock();
         if st.consumer_gone {

@@ -1,14 +1,36 @@
-//! Links between processes: a thread drains a local link into a shared-memory ring, and a
-//! thread in the other process reads the ring into the consumers' links.
+//! Links between processes: the producer's batches go into a shared-memory ring, and the
+//! consumer's process reads the ring into the consumers' links.
 //!
 //! Frames on the ring: one tag byte, a little-endian u32 length, the payload.
 //! Tags: 0 = a batch (see `crate::codec`), 1 = end of stream, 2 = end because the cycle went quiet.
+//!
+//! Each element pays for one thread wake-up on its way, that of the consumer:
+//!
+//! * **Writing** ([`spawn_writer`]): the producing actor encodes each batch and copies it into
+//!   the ring itself, in its own thread, when nothing is queued before it (the link's
+//!   [`DirectDrain`]). What does not fit (a full ring) stays behind: the rest of the frame, and
+//!   the batches pushed after it, which queue in the local link as usual, bounded by its
+//!   capacity. A writer thread, asleep otherwise, then writes the backlog, waiting on the ring
+//!   while it is full, and writes the end-of-stream frame.
+//! * **Reading** ([`spawn_reader`]): a task on the arbiter thread of the (first) consumer
+//!   decodes frames and pushes the batches into the consumers' links; while it has nothing to
+//!   read it sleeps on the ring's doorbell (a socket, then an eventfd, see `crate::shm`,
+//!   registered with the arbiter's event loop), so that the producer's write wakes the
+//!   consumer's thread directly.
+//!   A full consumer link makes it stop reading (the ring then fills and the producer waits):
+//!   lossless and bounded.
 
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::io;
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::task::Poll;
+use std::thread::{JoinHandle, Thread};
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::Notify;
 
 use crate::codec;
-use crate::link::local::{Channel, End, Recv};
+use crate::link::local::{Channel, DirectDrain, End, Recv};
 use crate::operator::Element;
 use crate::pipeline::ExternalFeed;
 use crate::shm::{RingReader, RingWriter, ShmError};
@@ -16,6 +38,13 @@ use crate::shm::{RingReader, RingWriter, ShmError};
 const TAG_BATCH: u8 = 0;
 const TAG_END: u8 = 1;
 const TAG_END_CYCLE: u8 = 2;
+const FRAME_HEAD: usize = 5;
+/// Frames the reading task handles before it yields to the actors of its arbiter.
+const FRAMES_PER_TURN: usize = 16;
+/// Wake-ups after which the reading task empties its doorbell descriptors (each wake-up leaves
+/// a count in the eventfd or a datagram in the socket; reading them every time would cost a
+/// system call per element, and a full socket could not be rung).
+const DRAIN_EVERY: u32 = 32;
 
 /// A failure of a link between processes.
 #[derive(Debug, thiserror::Error)]
@@ -44,93 +73,813 @@ pub enum RemoteError {
     /// An unknown frame tag.
     #[error("link \"{0}\": corrupt frame tag {1}")]
     BadTag(String, u8),
+    /// The reading task could not wait on the ring's doorbell.
+    #[error("link \"{link}\": cannot wait on the ring's doorbell: {source}")]
+    Doorbell {
+        /// The stream the link carries.
+        link: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Starts the thread that writes everything pushed to `chan` into `ring`.
+type RelayResult = std::thread::Result<Result<(), RemoteError>>;
+
+/// The result of a relay that is not a thread of its own (a task on an arbiter), set once.
+#[derive(Default)]
+struct Completion {
+    result: Mutex<Option<RelayResult>>,
+    set: Condvar,
+}
+
+impl Completion {
+    fn finish(&self, r: RelayResult) {
+        let mut g = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        if g.is_none() {
+            *g = Some(r);
+            self.set.notify_all();
+        }
+    }
+
+    fn wait(&self) -> RelayResult {
+        let mut g = self.result.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(r) = g.take() {
+                return r;
+            }
+            g = self.set.wait(g).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A running ring writer or reader; [`Relay::join`] waits for it like a thread's handle.
+pub struct Relay(RelayKind);
+
+enum RelayKind {
+    Thread(JoinHandle<Result<(), RemoteError>>),
+    Task(Arc<Completion>),
+}
+
+impl Relay {
+    /// Waits until the relay is done: `Ok(result)`, or `Err(panic payload)` if it panicked.
+    pub fn join(self) -> RelayResult {
+        match self.0 {
+            RelayKind::Thread(h) => h.join(),
+            RelayKind::Task(c) => c.wait(),
+        }
+    }
+
+    /// True once the relay is done ([`Relay::join`] will not wait).
+    pub fn is_finished(&self) -> bool {
+        match &self.0 {
+            RelayKind::Thread(h) => h.is_finished(),
+            RelayKind::Task(c) => c.result.lock().unwrap_or_else(|e| e.into_inner()).is_some(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            RelayKind::Thread(_) => "Relay(thread)",
+            RelayKind::Task(_) => "Relay(task)",
+        })
+    }
+}
+
+// ------------------------------------------------------------------------------- writing
+
+/// Appends one batch frame to `out`.
+fn encode_frame<T: Element>(batch: &[T], out: &mut Vec<u8>) -> Result<(), codec::CodecError> {
+    let start = out.len();
+    out.extend_from_slice(&[TAG_BATCH, 0, 0, 0, 0]);
+    codec::encode(batch, out)?;
+    let len = (out.len() - start - FRAME_HEAD) as u32;
+    out[start + 1..start + FRAME_HEAD].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// The writing end, shared by the producer (through the link's [`DirectDrain`]) and the
+/// writer thread. Whoever holds the lock may write into the ring.
+struct WriteSide {
+    /// None once the stream ended or the link failed.
+    ring: Option<RingWriter>,
+    /// Encoded bytes the producer could not fit into the ring; they go before anything queued.
+    stash: Vec<u8>,
+    /// Bytes of `stash` already in the ring.
+    stash_done: usize,
+    /// Encoding buffer.
+    buf: Vec<u8>,
+    /// A failure the producer ran into, for the writer thread to report.
+    error: Option<RemoteError>,
+}
+
+struct Drain {
+    link: String,
+    side: Mutex<WriteSide>,
+    thread: OnceLock<Thread>,
+}
+
+impl Drain {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WriteSide> {
+        self.side.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_thread(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+}
+
+impl<T: Element> DirectDrain<T> for Drain {
+    fn offer(&self, chan: &Channel<T>, batch: Vec<T>) -> Option<Vec<T>> {
+        // Busy writer thread: queue behind what it is writing.
+        let Ok(mut side) = self.side.try_lock() else {
+            return Some(batch);
+        };
+        let w = &mut *side;
+        if w.ring.is_none() || w.stash_done < w.stash.len() || !chan.queue_is_empty() {
+            return Some(batch);
+        }
+        w.buf.clear();
+        if let Err(source) = encode_frame(&batch, &mut w.buf) {
+            w.error = Some(RemoteError::Codec {
+                link: self.link.clone(),
+                source,
+            });
+            w.ring = None;
+            drop(side);
+            chan.disconnect_consumer();
+            self.wake_thread();
+            return Some(batch);
+        }
+        // Counted before the consumer can see (and uncount) the elements.
+        chan.count_pushed(batch.len());
+        let ring = w.ring.as_mut().expect("checked above");
+        match ring.try_write(&w.buf) {
+            Ok(n) if n == w.buf.len() => {}
+            Ok(n) => {
+                std::mem::swap(&mut w.stash, &mut w.buf);
+                w.stash_done = n;
+                drop(side);
+                self.wake_thread();
+            }
+            Err(source) => {
+                w.error = Some(RemoteError::Ring {
+                    link: self.link.clone(),
+                    source,
+                });
+                w.ring = None;
+                drop(side);
+                chan.disconnect_consumer();
+                self.wake_thread();
+            }
+        }
+        None
+    }
+}
+
+/// Makes `chan` (a link with no other consumer) feed `ring`: batches pushed into it go
+/// straight into the ring when they can (written by the producer), and a writer thread writes
+/// the backlog and the end of the stream. The relay ends once the end-of-stream frame is
+/// written.
 pub fn spawn_writer<T: Element>(
     link: String,
     chan: Arc<Channel<T>>,
-    mut ring: RingWriter,
-) -> std::io::Result<JoinHandle<Result<(), RemoteError>>> {
-    std::thread::Builder::new()
+    ring: RingWriter,
+) -> io::Result<Relay> {
+    let drain = Arc::new(Drain {
+        link: link.clone(),
+        side: Mutex::new(WriteSide {
+            ring: Some(ring),
+            stash: Vec::new(),
+            stash_done: 0,
+            buf: Vec::with_capacity(64 * 1024),
+            error: None,
+        }),
+        thread: OnceLock::new(),
+    });
+    let d = drain.clone();
+    let c = chan.clone();
+    let handle = std::thread::Builder::new()
         .name(format!("ring-w:{link}"))
-        .spawn(move || {
-            let mut buf = Vec::with_capacity(64 * 1024);
-            let ring_err = |source| RemoteError::Ring {
-                link: link.clone(),
-                source,
-            };
-            loop {
-                match chan.take_blocking(None) {
-                    Recv::Batch(b) => {
-                        buf.clear();
-                        buf.extend_from_slice(&[TAG_BATCH, 0, 0, 0, 0]);
-                        codec::encode(&b, &mut buf).map_err(|source| RemoteError::Codec {
-                            link: link.clone(),
-                            source,
-                        })?;
-                        let len = (buf.len() - 5) as u32;
-                        buf[1..5].copy_from_slice(&len.to_le_bytes());
-                        if let Err(e) = ring.write_all(&buf) {
-                            chan.disconnect_consumer();
-                            return Err(ring_err(e));
-                        }
-                    }
-                    Recv::End(e) => {
-                        let tag = if e.cycle { TAG_END_CYCLE } else { TAG_END };
-                        ring.write_all(&[tag, 0, 0, 0, 0]).map_err(ring_err)?;
-                        ring.close();
-                        return Ok(());
-                    }
-                    Recv::Empty => {}
-                }
-            }
-        })
+        .spawn(move || write_backlog(&d, &c))?;
+    let _ = drain.thread.set(handle.thread().clone());
+    let t = handle.thread().clone();
+    chan.set_consumer_waker(Arc::new(move || t.unpark()));
+    chan.set_direct_drain(drain);
+    Ok(Relay(RelayKind::Thread(handle)))
 }
 
-/// Starts the thread that reads `ring` and pushes every batch into `feed`.
+/// The writer thread: writes what the producer could not (its stash, then the queued batches),
+/// waiting on the ring while it is full, then the end of the stream; sleeps in between.
+fn write_backlog<T: Element>(drain: &Drain, chan: &Channel<T>) -> Result<(), RemoteError> {
+    let link = &drain.link;
+    let ring_err = |source| RemoteError::Ring {
+        link: link.clone(),
+        source,
+    };
+    loop {
+        {
+            let mut side = drain.lock();
+            let w = &mut *side;
+            if let Some(e) = w.error.take() {
+                return Err(e);
+            }
+            if let Some(ring) = w.ring.as_mut() {
+                let fail = |w: &mut WriteSide, side_err| {
+                    w.ring = None;
+                    side_err
+                };
+                if w.stash_done < w.stash.len() {
+                    if let Err(e) = ring.write_all(&w.stash[w.stash_done..]) {
+                        let e = fail(w, ring_err(e));
+                        drop(side);
+                        chan.disconnect_consumer();
+                        return Err(e);
+                    }
+                    w.stash.clear();
+                    w.stash_done = 0;
+                }
+                loop {
+                    let ring = w.ring.as_mut().expect("still open");
+                    match chan.take() {
+                        Recv::Batch(b) => {
+                            w.buf.clear();
+                            let written = encode_frame(&b, &mut w.buf)
+                                .map_err(|source| RemoteError::Codec {
+                                    link: link.clone(),
+                                    source,
+                                })
+                                .and_then(|()| ring.write_all(&w.buf).map_err(ring_err));
+                            if let Err(e) = written {
+                                let e = fail(w, e);
+                                drop(side);
+                                chan.disconnect_consumer();
+                                return Err(e);
+                            }
+                        }
+                        Recv::End(e) => {
+                            let tag = if e.cycle { TAG_END_CYCLE } else { TAG_END };
+                            let r = ring.write_all(&[tag, 0, 0, 0, 0]).map_err(ring_err);
+                            if let Some(ring) = w.ring.take() {
+                                ring.close();
+                            }
+                            return r;
+                        }
+                        Recv::Empty => break,
+                    }
+                }
+            }
+        }
+        // Woken by a push that queued (the link's consumer waker) or by the producer's stash.
+        std::thread::park();
+    }
+}
+
+// ------------------------------------------------------------------------------- reading
+
+/// What the frame parser found.
+enum Step<T> {
+    Batch(Vec<T>),
+    End(End),
+    /// Nothing complete is readable now.
+    Empty,
+}
+
+/// Parses frames out of the ring as they become readable, across partial reads.
+struct FrameReader {
+    link: String,
+    head: [u8; FRAME_HEAD],
+    head_got: usize,
+    /// Length of the payload being read (`None`: reading a frame head).
+    payload_len: Option<usize>,
+    /// Bytes of that payload consumed from the ring so far.
+    payload_got: usize,
+    /// Those bytes, when they are kept (not when skipping).
+    payload: Vec<u8>,
+}
+
+/// What the frame head just read announced.
+enum Head {
+    Incomplete,
+    Batch,
+    End(End),
+}
+
+impl FrameReader {
+    fn new(link: String) -> Self {
+        FrameReader {
+            link,
+            head: [0; FRAME_HEAD],
+            head_got: 0,
+            payload_len: None,
+            payload_got: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    fn ring_err(&self, e: ShmError) -> RemoteError {
+        match e {
+            ShmError::Eof { .. } => RemoteError::Truncated(self.link.clone()),
+            source => RemoteError::Ring {
+                link: self.link.clone(),
+                source,
+            },
+        }
+    }
+
+    fn decode<T: Element>(&self, bytes: &[u8]) -> Result<Vec<T>, RemoteError> {
+        codec::decode::<T>(bytes).map_err(|source| RemoteError::Codec {
+            link: self.link.clone(),
+            source,
+        })
+    }
+
+    /// Reads (more of) a frame head.
+    fn read_head(&mut self, ring: &mut RingReader) -> Result<Head, RemoteError> {
+        self.head_got += ring.try_read(&mut self.head[self.head_got..]);
+        if self.head_got < FRAME_HEAD {
+            return Ok(Head::Incomplete);
+        }
+        self.head_got = 0;
+        let len = u32::from_le_bytes([self.head[1], self.head[2], self.head[3], self.head[4]]);
+        match self.head[0] {
+            TAG_BATCH => {
+                self.payload_len = Some(len as usize);
+                self.payload_got = 0;
+                self.payload.clear();
+                Ok(Head::Batch)
+            }
+            TAG_END | TAG_END_CYCLE => Ok(Head::End(End {
+                cycle: self.head[0] == TAG_END_CYCLE,
+            })),
+            t => Err(RemoteError::BadTag(self.link.clone(), t)),
+        }
+    }
+
+    /// Reads the next frame if all of it is readable (or completes one begun earlier),
+    /// without blocking.
+    fn step<T: Element>(&mut self, ring: &mut RingReader) -> Result<Step<T>, RemoteError> {
+        loop {
+            let avail = ring.readable_now().map_err(|e| self.ring_err(e))?;
+            if avail == 0 {
+                return Ok(Step::Empty);
+            }
+            let Some(len) = self.payload_len else {
+                match self.read_head(ring)? {
+                    Head::Incomplete | Head::Batch => continue,
+                    Head::End(e) => return Ok(Step::End(e)),
+                }
+            };
+            if self.payload_got == 0 && avail >= len {
+                // The whole payload is readable: decode it in place unless it wraps.
+                let mut decoded = None;
+                ring.read_available(len, |a, _| {
+                    if a.len() == len {
+                        decoded = Some(self.decode::<T>(a));
+                        len
+                    } else {
+                        0
+                    }
+                });
+                if let Some(batch) = decoded {
+                    self.payload_len = None;
+                    return batch.map(Step::Batch);
+                }
+            }
+            let payload = &mut self.payload;
+            self.payload_got += ring.read_available(len - self.payload_got, |a, b| {
+                payload.extend_from_slice(a);
+                payload.extend_from_slice(b);
+                a.len() + b.len()
+            });
+            if self.payload_got == len {
+                self.payload_len = None;
+                return self.decode::<T>(&self.payload).map(Step::Batch);
+            }
+        }
+    }
+
+    /// Like [`FrameReader::step`], but drops payloads undecoded; `Some` at the end of stream.
+    fn skip(&mut self, ring: &mut RingReader) -> Result<Option<End>, RemoteError> {
+        loop {
+            let avail = ring.readable_now().map_err(|e| self.ring_err(e))?;
+            if avail == 0 {
+                return Ok(None);
+            }
+            match self.payload_len {
+                None => {
+                    if let Head::End(e) = self.read_head(ring)? {
+                        return Ok(Some(e));
+                    }
+                }
+                Some(len) => {
+                    self.payload_got +=
+                        ring.read_available(len - self.payload_got, |a, b| a.len() + b.len());
+                    if self.payload_got == len {
+                        self.payload_len = None;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The reading end of a link into this process. Until its task has read the end of the
+/// stream, dropping it (a graph that never ran, a stopped arbiter) hands the ring to a
+/// thread that reads and discards the rest, so that the producer is never refused.
+struct ReadSide {
+    frames: FrameReader,
+    ring: Option<RingReader>,
+    done: Arc<Completion>,
+}
+
+impl Drop for ReadSide {
+    fn drop(&mut self) {
+        let Some(ring) = self.ring.take() else {
+            return;
+        };
+        let link = self.frames.link.clone();
+        let frames = std::mem::replace(&mut self.frames, FrameReader::new(link.clone()));
+        let done = self.done.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("ring-r:{link}"))
+            .spawn({
+                let done = done.clone();
+                move || {
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        discard_rest(frames, ring)
+                    }));
+                    done.finish(r);
+                }
+            });
+        if let Err(source) = spawned {
+            done.finish(Ok(Err(RemoteError::Doorbell { link, source })));
+        }
+    }
+}
+
+/// Reads frames until the end of the stream, blocking, and drops them.
+fn discard_rest(mut frames: FrameReader, mut ring: RingReader) -> Result<(), RemoteError> {
+    loop {
+        if frames.skip(&mut ring)?.is_some() {
+            return Ok(());
+        }
+        ring.wait_readable(None).map_err(|e| frames.ring_err(e))?;
+    }
+}
+
+/// Reads `ring` into the consumers of `feed`: once the graph runs, a task on the arbiter
+/// thread of the stream's (first) consumer decodes the frames and pushes the batches into
+/// the consumers' links, sleeping on the ring's doorbell while there is nothing to read. The
+/// relay ends with the end of the stream.
 pub fn spawn_reader<T: Element>(
     link: String,
     mut ring: RingReader,
     feed: ExternalFeed<T>,
-) -> std::io::Result<JoinHandle<Result<(), RemoteError>>> {
-    std::thread::Builder::new()
-        .name(format!("ring-r:{link}"))
-        .spawn(move || {
-            let mut head = [0u8; 5];
-            let mut payload = Vec::new();
-            loop {
-                match ring.read_exact(&mut head) {
-                    Ok(()) => {}
-                    Err(ShmError::Eof { .. }) => return Err(RemoteError::Truncated(link)),
-                    Err(source) => return Err(RemoteError::Ring { link, source }),
+) -> io::Result<Relay> {
+    ring.bind_doorbell().map_err(io::Error::from)?;
+    let done = Arc::new(Completion::default());
+    let side = ReadSide {
+        frames: FrameReader::new(link),
+        ring: Some(ring),
+        done: done.clone(),
+    };
+    feed.set_driver(Box::new(move |links| {
+        actix::spawn(read_task(side, links));
+    }));
+    Ok(Relay(RelayKind::Task(done)))
+}
+
+/// Pushes `batch` to every link; what does not fit stays in `pending` (one slot per link).
+fn distribute<T: Element>(links: &[Arc<Channel<T>>], pending: &mut [Vec<T>], batch: Vec<T>) {
+    let n = links.len();
+    let mut batch = Some(batch);
+    for (i, (l, p)) in links.iter().zip(pending.iter_mut()).enumerate() {
+        let b = if i + 1 == n {
+            batch.take().unwrap_or_default()
+        } else {
+            batch.clone().unwrap_or_default()
+        };
+        if p.is_empty() {
+            if let Some(rest) = l.push(b) {
+                *p = rest;
+            }
+        } else {
+            p.extend(b);
+        }
+    }
+}
+
+/// Pushes what is pending; true when nothing is left.
+fn flush<T: Element>(links: &[Arc<Channel<T>>], pending: &mut [Vec<T>]) -> bool {
+    let mut clear = true;
+    for (l, p) in links.iter().zip(pending.iter_mut()) {
+        if !p.is_empty() {
+            if let Some(rest) = l.push(std::mem::take(p)) {
+                *p = rest;
+                clear = false;
+            }
+        }
+    }
+    clear
+}
+
+async fn read_task<T: Element>(mut side: ReadSide, links: Vec<Arc<Channel<T>>>) {
+    let r = read_loop(&mut side, &links).await;
+    if r.is_ok() {
+        // The end of the stream was read: nothing is left for a draining thread.
+        side.ring = None;
+    }
+    let done = side.done.clone();
+    match r {
+        Ok(()) => done.finish(Ok(Ok(()))),
+        Err(e) => {
+            // As a reader thread would: report, and leave the consumers' links as they are.
+            side.ring = None;
+            done.finish(Ok(Err(e)));
+        }
+    }
+}
+
+async fn read_loop<T: Element>(
+    side: &mut ReadSide,
+    links: &[Arc<Channel<T>>],
+) -> Result<(), RemoteError> {
+    let link = side.frames.link.clone();
+    let doorbell_err = |source| RemoteError::Doorbell {
+        link: link.clone(),
+        source,
+    };
+    let register = |fd| {
+        // SAFETY: `fd` is owned, and stays open (and the same) until the AsyncFd, which owns
+        // it, is dropped.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .map_err(|e| doorbell_err(e.into()))
+    };
+    let sock = side
+        .ring
+        .as_mut()
+        .expect("reader not yet handed off")
+        .bind_doorbell()
+        .map_err(|e| doorbell_err(e.into()))?;
+    // The socket, then the writer's eventfd once it sent one.
+    let mut bells = vec![register(sock)?];
+    let room = Arc::new(Notify::new());
+    for l in links {
+        let room = room.clone();
+        l.set_producer_waker(Arc::new(move || room.notify_one()));
+    }
+    let mut pending: Vec<Vec<T>> = links.iter().map(|_| Vec::new()).collect();
+    let mut frames_this_turn = 0;
+    let mut rung = 0;
+    let mut drain_now = false;
+    loop {
+        if !flush(links, &mut pending) {
+            // A consumer's link is full: stop reading (the ring fills, the producer waits)
+            // until the consumer takes from it.
+            room.notified().await;
+            continue;
+        }
+        let ring = side.ring.as_mut().expect("reader not yet handed off");
+        match side.frames.step::<T>(ring)? {
+            Step::Batch(b) => {
+                if !b.is_empty() {
+                    distribute(links, &mut pending, b);
                 }
-                let len = u32::from_le_bytes([head[1], head[2], head[3], head[4]]) as usize;
-                match head[0] {
-                    TAG_BATCH => {
-                        payload.resize(len, 0);
-                        ring.read_exact(&mut payload).map_err(|e| match e {
-                            ShmError::Eof { .. } => RemoteError::Truncated(link.clone()),
-                            source => RemoteError::Ring {
-                                link: link.clone(),
-                                source,
-                            },
-                        })?;
-                        let batch =
-                            codec::decode::<T>(&payload).map_err(|source| RemoteError::Codec {
-                                link: link.clone(),
-                                source,
-                            })?;
-                        feed.push(batch);
-                    }
-                    TAG_END | TAG_END_CYCLE => {
-                        feed.close(End {
-                            cycle: head[0] == TAG_END_CYCLE,
-                        });
-                        return Ok(());
-                    }
-                    t => return Err(RemoteError::BadTag(link, t)),
+                frames_this_turn += 1;
+                if frames_this_turn >= FRAMES_PER_TURN {
+                    frames_this_turn = 0;
+                    tokio::task::yield_now().await;
                 }
             }
-        })
+            Step::End(end) => {
+                // Everything before the end must be in the links before they close.
+                while !flush(links, &mut pending) {
+                    room.notified().await;
+                }
+                for l in links {
+                    l.close(end);
+                }
+                return Ok(());
+            }
+            Step::Empty => {
+                frames_this_turn = 0;
+                if drain_now || rung >= DRAIN_EVERY {
+                    if let Some(ev) = ring.drain_doorbell() {
+                        bells.push(register(ev)?);
+                    }
+                    rung = 0;
+                }
+                if !ring.arm_doorbell() {
+                    continue;
+                }
+                let which = std::future::poll_fn(|cx| {
+                    for (i, bell) in bells.iter().enumerate() {
+                        if let Poll::Ready(r) = bell.poll_read_ready(cx) {
+                            // Every ring is an edge of its own (an eventfd write, a
+                            // datagram), so what it queued need not be read before the
+                            // next wait.
+                            r?.clear_ready();
+                            return Poll::Ready(Ok(i));
+                        }
+                    }
+                    Poll::Pending
+                })
+                .await
+                .map_err(doorbell_err)?;
+                rung += 1;
+                // A datagram may carry the writer's eventfd: take it before the next wait.
+                drain_now = which == 0;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::link::local::{LinkConfig, Overflow};
+    use crate::shm::Ring;
+    use crate::Graph;
+    use std::time::Duration;
+
+    fn cfg(capacity: usize) -> LinkConfig {
+        LinkConfig {
+            capacity,
+            overflow: Overflow::Block,
+        }
+    }
+
+    /// Reads frames with blocking calls, as a plain thread would.
+    fn read_all(mut ring: RingReader) -> (Vec<u64>, End) {
+        let mut frames = FrameReader::new("t".into());
+        let mut got = vec![];
+        loop {
+            match frames.step::<u64>(&mut ring).unwrap() {
+                Step::Batch(b) => got.extend(b),
+                Step::End(e) => return (got, e),
+                Step::Empty => {
+                    ring.wait_readable(None).unwrap();
+                }
+            }
+        }
+    }
+
+    /// Batches of 1..=300 elements, in order.
+    fn batches() -> Vec<Vec<u64>> {
+        let mut next = 0u64;
+        (0..400)
+            .map(|i| {
+                let n = 1 + (i * 37) % 300;
+                let b: Vec<u64> = (next..next + n).collect();
+                next += n;
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_producer_writes_directly_and_the_backlog_keeps_the_order() {
+        // A ring smaller than most frames: direct writes, stashes and the writer thread mix.
+        let (w, r) = Ring::create(512).unwrap();
+        let chan = Channel::new(cfg(64));
+        let relay = spawn_writer("t".into(), chan.clone(), w).unwrap();
+        let reader = std::thread::spawn(move || read_all(r));
+        let mut want = vec![];
+        for b in batches() {
+            want.extend(b.iter().copied());
+            let mut b = b;
+            assert!(chan.push_blocking(&mut b, None));
+        }
+        chan.close(End { cycle: true });
+        let (got, end) = reader.join().unwrap();
+        relay.join().unwrap().unwrap();
+        assert_eq!(got, want);
+        assert!(
+            end.cycle,
+            "an end because the cycle went quiet crosses as such"
+        );
+    }
+
+    #[test]
+    fn an_idle_link_is_written_by_the_producer_alone() {
+        let (w, r) = Ring::create(1 << 16).unwrap();
+        let chan = Channel::new(cfg(64));
+        let relay = spawn_writer("t".into(), chan.clone(), w).unwrap();
+        let mut r = r;
+        // Let the writer thread finish the pass it makes when it starts (it holds the ring
+        // meanwhile, and a push then queues).
+        std::thread::sleep(Duration::from_millis(200));
+        for i in 0..10u64 {
+            // Straight into the ring: nothing waits in the link for the writer thread.
+            assert_eq!(chan.push(vec![i, i + 1]), None);
+            assert!(chan.queue_is_empty());
+            assert!(r.readable_now().unwrap() > 0);
+        }
+        chan.close(End::default());
+        let (got, end) = read_all(r);
+        relay.join().unwrap().unwrap();
+        assert_eq!(got, (0..10).flat_map(|i| [i, i + 1]).collect::<Vec<_>>());
+        assert!(!end.cycle);
+    }
+
+    #[test]
+    fn a_reader_that_went_away_fails_the_writer_without_blocking_the_producer() {
+        let (w, r) = Ring::create(256).unwrap();
+        drop(r);
+        let chan = Channel::new(cfg(8));
+        let relay = spawn_writer("t".into(), chan.clone(), w).unwrap();
+        for i in 0..100u64 {
+            // Never blocks: what cannot be delivered is dropped (and counted).
+            let mut b = vec![i; 5];
+            assert!(chan.push_blocking(
+                &mut b,
+                Some(std::time::Instant::now() + Duration::from_secs(5))
+            ));
+        }
+        let err = relay.join().unwrap().unwrap_err();
+        assert!(
+            matches!(
+                err,
+                RemoteError::Ring {
+                    source: ShmError::PeerClosed { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(chan.consumer_gone());
+    }
+
+    #[test]
+    fn the_reading_task_feeds_small_links_in_order() {
+        let (w, r) = Ring::create(1024).unwrap();
+        let wchan = Channel::new(cfg(64));
+        let wrelay = spawn_writer("t".into(), wchan.clone(), w).unwrap();
+        let mut g = Graph::new();
+        let (feed, s) = g.external_input::<u64>("t");
+        // Links much smaller than the batches: the task must wait for the consumers.
+        g.set_link(&s, cfg(7));
+        let a = g.collect(&s);
+        let b = g.collect(&s);
+        let rrelay = spawn_reader("t".into(), r, feed).unwrap();
+        let want: Vec<u64> = batches().into_iter().flatten().collect();
+        let producer = std::thread::spawn(move || {
+            for mut b in batches() {
+                assert!(wchan.push_blocking(&mut b, None));
+            }
+            wchan.close(End::default());
+        });
+        g.run().unwrap();
+        producer.join().unwrap();
+        wrelay.join().unwrap().unwrap();
+        rrelay.join().unwrap().unwrap();
+        assert_eq!(a.take(), want);
+        assert_eq!(b.take(), want);
+    }
+
+    #[test]
+    fn a_graph_that_never_runs_still_lets_the_producer_finish() {
+        let (w, r) = Ring::create(256).unwrap();
+        let wchan = Channel::new(cfg(64));
+        let wrelay = spawn_writer("t".into(), wchan.clone(), w).unwrap();
+        let mut g = Graph::new();
+        let (feed, s) = g.external_input::<u64>("t");
+        let _out = g.collect(&s);
+        let rrelay = spawn_reader("t".into(), r, feed).unwrap();
+        drop(g);
+        for mut b in batches() {
+            assert!(wchan.push_blocking(&mut b, None));
+        }
+        wchan.close(End::default());
+        wrelay.join().unwrap().unwrap();
+        rrelay.join().unwrap().unwrap();
+    }
+
+    #[test]
+    fn a_producer_that_vanishes_truncates_the_stream() {
+        let (mut w, r) = Ring::create(256).unwrap();
+        let mut g = Graph::new();
+        let (feed, s) = g.external_input::<u64>("t");
+        let _out = g.collect(&s);
+        let rrelay = spawn_reader("t".into(), r, feed).unwrap();
+        let mut frame = vec![];
+        encode_frame(&[1u64, 2, 3], &mut frame).unwrap();
+        w.write_all(&frame).unwrap();
+        drop(w);
+        // The consumers never see an end: stop the run once the relay has failed.
+        let stop = g.stop_handle();
+        let watcher = std::thread::spawn(move || {
+            let err = rrelay.join().unwrap().unwrap_err();
+            stop.kill();
+            err
+        });
+        let _ = g.run();
+        let err = watcher.join().unwrap();
+        assert!(matches!(err, RemoteError::Truncated(_)), "{err}");
+    }
 }

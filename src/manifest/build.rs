@@ -5,12 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use crate::cycle::CycleCounter;
 use crate::emit::Emit;
 use crate::link::local::{LinkConfig, Overflow as LinkOverflow};
-use crate::link::remote::{self, RemoteError};
+use crate::link::remote::{self, Relay};
 use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
 use crate::operator::checked::OutputCheck;
 use crate::operator::OpError;
@@ -60,8 +59,8 @@ pub struct ProcResources {
 pub struct LocalPart {
     /// The graph of the operators this process runs.
     pub graph: Graph,
-    /// The threads carrying links to and from other processes.
-    pub relays: Vec<JoinHandle<Result<(), RemoteError>>>,
+    /// The ring writers and readers carrying links to and from other processes.
+    pub relays: Vec<Relay>,
 }
 
 /// Converts a script failure into an operator failure.
