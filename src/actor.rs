@@ -6,7 +6,6 @@
 //! input has ended (or its cycle went quiet) the operator does its end work, flushes what is
 //! pending, and closes its outputs.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +15,7 @@ use actix::prelude::*;
 use crate::cycle::CycleCounter;
 use crate::link::local::{Channel, End, Recv, Waker};
 use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
-use crate::run::{OpRestart, RunShared};
+use crate::run::{OpRestart, RestartBudget, RunShared};
 
 /// How many input batches an actor handles per wake-up before yielding to its neighbours.
 const BATCHES_PER_WAKE: usize = 64;
@@ -136,10 +135,8 @@ pub(crate) struct OpActor<O: Operator> {
     consumed: u64,
     /// Work to do again after an in-place restart, and when.
     retry: Option<(Retry<O::In>, Instant)>,
-    /// In-place restarts within the current period (the intensity limit).
-    restarts: VecDeque<Instant>,
-    /// Restarts in a row (the backoff), and when the last one was.
-    streak: (u32, Option<Instant>),
+    /// In-place restarts: the intensity limit and the backoff.
+    budget: RestartBudget,
     /// Calls of `on_batch` / `generate` so far (where fault injection plans its panics).
     calls: u64,
 }
@@ -155,8 +152,7 @@ impl<O: Operator> OpActor<O> {
             consumed: 0,
             cycle_ended: false,
             retry: None,
-            restarts: VecDeque::new(),
-            streak: (0, None),
+            budget: RestartBudget::default(),
             calls: 0,
         }
     }
@@ -211,50 +207,31 @@ impl<O: Operator> OpActor<O> {
                 return Err(e);
             }
         }
-        let now = Instant::now();
-        while self
-            .restarts
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > policy.within)
-        {
-            self.restarts.pop_front();
-        }
         let cause = match &e.element {
             Some(el) => format!("{} (element: {el})", e.message),
             None => e.message.clone(),
         };
-        if self.restarts.len() as u32 >= policy.max_restarts {
-            let n = self.restarts.len();
-            let Retry::Batch(port, b) = again;
-            let last = self.guarded(|op, out| op.on_batch(port, b, out));
-            return match last {
-                Ok(()) => Ok(true),
-                Err(mut e) => {
-                    e.message = format!(
-                        "{} (restarted {n} times within {:?}, max_restarts = {}: giving up)",
-                        e.message, policy.within, policy.max_restarts
-                    );
-                    Err(e)
-                }
-            };
-        }
-        if self
-            .streak
-            .1
-            .is_some_and(|t| now.duration_since(t) > policy.within)
-        {
-            self.streak.0 = 0;
-        }
-        let (first, cap) = policy.backoff;
-        let delay = first
-            .checked_mul(1u32.checked_shl(self.streak.0.min(31)).unwrap_or(u32::MAX))
-            .unwrap_or(cap)
-            .min(cap);
-        self.streak = (self.streak.0 + 1, Some(now));
-        self.restarts.push_back(now);
+        let now = Instant::now();
+        let delay = match self.budget.next(&policy, now) {
+            Ok(d) => d,
+            Err(n) => {
+                let Retry::Batch(port, b) = again;
+                let last = self.guarded(|op, out| op.on_batch(port, b, out));
+                return match last {
+                    Ok(()) => Ok(true),
+                    Err(mut e) => {
+                        e.message = format!(
+                            "{} (restarted {n} times within {:?}, max_restarts = {}: giving up)",
+                            e.message, policy.within, policy.max_restarts
+                        );
+                        Err(e)
+                    }
+                };
+            }
+        };
         tracing::warn!(
             operator = %self.w.name,
-            restart = self.restarts.len(),
+            restart = self.budget.recent(),
             max_restarts = policy.max_restarts,
             delay_ms = delay.as_millis() as u64,
             "{cause}; restarting the operator in place"
@@ -295,14 +272,7 @@ impl<O: Operator> OpActor<O> {
         let (op, out) = (&mut *self.op, &mut self.out);
         match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
             Ok(r) => r,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(OpError::new(format!("panicked: {msg}")))
-            }
+            Err(p) => Err(OpError::from_panic(p.as_ref())),
         }
     }
 

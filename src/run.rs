@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::operator::OpError;
 
@@ -70,6 +70,54 @@ pub struct OpRestart {
     pub within: Duration,
     /// First and largest delay before a restart (doubling in between).
     pub backoff: (Duration, Duration),
+}
+
+/// The restart intensity and backoff of one restartable part (OTP's "at most N within T"):
+/// shared by operators restarted in place and by the supervisor's groups.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RestartBudget {
+    /// When each restart within the current period happened.
+    recent: std::collections::VecDeque<Instant>,
+    /// Restarts in a row (the backoff), reset after `within` without one.
+    streak: u32,
+    last: Option<Instant>,
+}
+
+impl RestartBudget {
+    /// Records a restart at `now` and returns the delay before it, or, when `limits` allow no
+    /// more, the number of restarts already made within the period.
+    pub(crate) fn next(&mut self, limits: &OpRestart, now: Instant) -> Result<Duration, usize> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > limits.within)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() as u32 >= limits.max_restarts {
+            return Err(self.recent.len());
+        }
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) > limits.within)
+        {
+            self.streak = 0;
+        }
+        let (first, cap) = limits.backoff;
+        let delay = first
+            .checked_mul(1u32.checked_shl(self.streak.min(31)).unwrap_or(u32::MAX))
+            .unwrap_or(cap)
+            .min(cap);
+        self.streak += 1;
+        self.last = Some(now);
+        self.recent.push_back(now);
+        Ok(delay)
+    }
+
+    /// Restarts within the current period (as of the last one).
+    pub(crate) fn recent(&self) -> usize {
+        self.recent.len()
+    }
 }
 
 /// What a finished run left behind.

@@ -370,13 +370,8 @@ pub fn build_local(
                 .unwrap_or(crate::supervisor::restart::SUPERVISOR_GROUP),
         );
         g.restart_next(
-            (policy.restart != crate::manifest::schema::Restart::Temporary).then_some(
-                crate::OpRestart {
-                    max_restarts: policy.max_restarts,
-                    within: policy.within,
-                    backoff: policy.backoff,
-                },
-            ),
+            (policy.restart != crate::manifest::schema::Restart::Temporary)
+                .then(|| policy.limits()),
         );
         if let Some(chain) = fusion.chain_of(i).map(<[usize]>::to_vec) {
             if let Some(stages) = fusion.build_stage(m, i, reg)? {

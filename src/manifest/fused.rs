@@ -144,14 +144,7 @@ impl Fused {
         let op = &mut self.ops[i];
         let r = match catch_unwind(AssertUnwindSafe(|| f(op, target))) {
             Ok(r) => r,
-            Err(p) => {
-                let msg = p
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                Err(OpError::new(format!("panicked: {msg}")))
-            }
+            Err(p) => Err(OpError::from_panic(p.as_ref())),
         };
         if r.is_err() {
             self.done[i] = true;

@@ -70,6 +70,16 @@ impl OpError {
         }
     }
 
+    /// The error for a panic caught at the operator boundary (its message, if it has one).
+    pub fn from_panic(p: &(dyn std::any::Any + Send)) -> Self {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        OpError::new(format!("panicked: {msg}"))
+    }
+
     /// Attaches the element being processed.
     pub fn with_element(mut self, e: &impl Debug) -> Self {
         if self.element.is_none() {

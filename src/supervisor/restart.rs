@@ -6,10 +6,11 @@
 //! `max_restarts` restarts within `within` give up; the delay before a restart doubles from
 //! the first `backoff` bound up to the second, and starts over after `within` without one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::manifest::schema::{GroupDecl, Manifest, Restart};
+use crate::run::{OpRestart, RestartBudget};
 
 /// The name failures of operators without a group are charged to.
 pub const SUPERVISOR_GROUP: &str = "(supervisor)";
@@ -77,6 +78,15 @@ impl Policy {
         }
     }
 
+    /// The intensity and backoff limits of the policy.
+    pub fn limits(&self) -> OpRestart {
+        OpRestart {
+            max_restarts: self.max_restarts,
+            within: self.within,
+            backoff: self.backoff,
+        }
+    }
+
     /// The policy of group `name` in `m` (the defaults for the supervisor's own operators).
     pub fn for_group(m: &Manifest, name: &str) -> Self {
         match m.groups.iter().find(|g| g.name == name) {
@@ -100,11 +110,8 @@ pub enum Decision {
 /// The restarts of one group.
 #[derive(Clone, Debug, Default)]
 pub struct GroupRestarts {
-    /// When each restart within the current period happened.
-    recent: VecDeque<Instant>,
-    /// Restarts in a row (for the backoff), reset after `within` without one.
-    streak: u32,
-    last: Option<Instant>,
+    /// The restart intensity and backoff.
+    budget: RestartBudget,
     /// Every restart of the run: its cause and message.
     pub events: Vec<(Cause, String)>,
     /// Time from each failure to the restarted attempt running again.
@@ -142,36 +149,19 @@ impl Restarts {
             _ => {}
         }
         let g = self.groups.entry(f.group.clone()).or_default();
-        while g
-            .recent
-            .front()
-            .is_some_and(|t| now.duration_since(*t) > policy.within)
-        {
-            g.recent.pop_front();
-        }
-        if g.recent.len() as u32 >= policy.max_restarts {
-            return Decision::GiveUp(format!(
-                "group \"{}\" failed {} times within {:?} (max_restarts = {}): giving up; last failure: {}",
-                f.group,
-                g.recent.len() + 1,
-                policy.within,
-                policy.max_restarts,
-                f.message
-            ));
-        }
-        if g.last
-            .is_some_and(|t| now.duration_since(t) > policy.within)
-        {
-            g.streak = 0;
-        }
-        let (first, cap) = policy.backoff;
-        let delay = first
-            .checked_mul(1u32.checked_shl(g.streak.min(31)).unwrap_or(u32::MAX))
-            .unwrap_or(cap)
-            .min(cap);
-        g.streak += 1;
-        g.last = Some(now);
-        g.recent.push_back(now);
+        let delay = match g.budget.next(&policy.limits(), now) {
+            Ok(d) => d,
+            Err(n) => {
+                return Decision::GiveUp(format!(
+                    "group \"{}\" failed {} times within {:?} (max_restarts = {}): giving up; last failure: {}",
+                    f.group,
+                    n + 1,
+                    policy.within,
+                    policy.max_restarts,
+                    f.message
+                ))
+            }
+        };
         g.events.push((f.cause.clone(), f.message.clone()));
         Decision::Restart(delay)
     }
