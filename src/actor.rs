@@ -7,11 +7,13 @@
 //! pending, and closes its outputs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
 
+use crate::checkpoint::{NodeCkpt, Quiesce, TakeCheckpoint};
 use crate::cycle::CycleCounter;
 use crate::link::local::{Channel, End, Recv, Waker};
 use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
@@ -115,6 +117,8 @@ pub(crate) struct Wiring<O: Operator> {
     pub channel_source: bool,
     /// In-place restarts after a failure (none: a failure ends the run).
     pub restart: Option<OpRestart>,
+    /// Where a restarted worker's operator resumes (see [`crate::checkpoint`]).
+    pub restore: Option<NodeCkpt>,
 }
 
 /// What an operator restarted in place has to do again: process this batch of input `port`.
@@ -139,12 +143,21 @@ pub(crate) struct OpActor<O: Operator> {
     budget: RestartBudget,
     /// Calls of `on_batch` / `generate` so far (where fault injection plans its panics).
     calls: u64,
+    /// Checkpoints: the process's pause, and this actor's "holds work" flag.
+    quiesce: Option<(Arc<Quiesce>, Arc<AtomicBool>)>,
+    /// Wakes this actor (set once it started).
+    waker: Option<Waker>,
 }
 
 impl<O: Operator> OpActor<O> {
-    pub(crate) fn new(op: O, w: Wiring<O>) -> Self {
+    pub(crate) fn new(op: O, mut w: Wiring<O>) -> Self {
         let n = w.outputs.len();
-        OpActor {
+        let restore = w.restore.take();
+        let quiesce = w
+            .run
+            .quiesce()
+            .map(|q| (q, Arc::new(AtomicBool::new(false))));
+        let mut a = OpActor {
             op: Box::new(op),
             w,
             out: Outputs::new(n),
@@ -154,7 +167,51 @@ impl<O: Operator> OpActor<O> {
             retry: None,
             budget: RestartBudget::default(),
             calls: 0,
+            quiesce,
+            waker: None,
+        };
+        if let Some(c) = restore {
+            a.resume_from(c);
         }
+        a
+    }
+
+    /// Puts the operator where a checkpoint left it: its state, ended inputs and counts; it
+    /// does not start again, and one that had finished only closes its outputs.
+    fn resume_from(&mut self, c: NodeCkpt) {
+        if let Some(s) = &c.state {
+            if let Err(e) = self.op.restore(s) {
+                tracing::error!(operator = %self.w.name, "cannot restore the checkpoint: {}", e.message);
+                self.w.run.fail(self.w.id, &self.w.name, e);
+                return;
+            }
+        }
+        for (p, ended) in self.w.inputs.iter_mut().zip(&c.ended) {
+            if *ended {
+                p.ended = true;
+                p.chan.disconnect_consumer();
+            }
+        }
+        for (p, n) in self.w.outputs.iter_mut().zip(&c.counts) {
+            p.count = *n;
+        }
+        self.consumed = c.consumed;
+        self.phase = if c.done {
+            Phase::Finishing
+        } else {
+            Phase::Running
+        };
+    }
+
+    /// This operator's part of a checkpoint (taken at a quiet point).
+    fn checkpoint(&self) -> OpResult<NodeCkpt> {
+        Ok(NodeCkpt {
+            state: self.op.snapshot()?,
+            ended: self.w.inputs.iter().map(|p| p.ended).collect(),
+            done: self.phase == Phase::Done,
+            counts: self.w.outputs.iter().map(|p| p.count).collect(),
+            consumed: self.consumed,
+        })
     }
 
     /// Fault injection: panics (inside the guard) when a panic is planned for this call.
@@ -383,6 +440,13 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Running {
             if self.w.inputs.is_empty() {
+                if let (Some((q, _)), Some(w)) = (&self.quiesce, &self.waker) {
+                    if q.paused() {
+                        // A checkpoint is being taken: wait for its end.
+                        q.park(w.clone());
+                        return Ok(());
+                    }
+                }
                 let max = self.source_batch();
                 match self.guarded(|op, out| op.generate(out, max))? {
                     Gen::More => {
@@ -424,6 +488,14 @@ impl<O: Operator> OpActor<O> {
                 }
             }
             self.phase = Phase::Done;
+            if let Some((q, _)) = &self.quiesce {
+                match self.checkpoint() {
+                    Ok(c) => q.node_done(self.w.id, c),
+                    Err(e) => {
+                        tracing::warn!(operator = %self.w.name, "no final checkpoint: {}", e.message)
+                    }
+                }
+            }
             let counts = self.w.outputs.iter().map(|p| p.count).collect();
             self.w.run.node_done(self.w.id, counts, self.op.end_note());
             ctx.stop();
@@ -509,7 +581,17 @@ impl<O: Operator> Actor for OpActor<O> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let addr = ctx.address();
+        if let Some((q, holding)) = &self.quiesce {
+            let inputs: Vec<_> = self.w.inputs.iter().map(|p| p.chan.clone()).collect();
+            q.register_node(
+                self.w.id,
+                addr.clone().recipient(),
+                holding.clone(),
+                Box::new(move || inputs.iter().all(|c| c.is_empty())),
+            );
+        }
         let waker: Waker = Arc::new(move || addr.do_send(Wake));
+        self.waker = Some(waker.clone());
         for p in &self.w.inputs {
             p.chan.set_consumer_waker(waker.clone());
         }
@@ -527,5 +609,19 @@ impl<O: Operator> Handler<Wake> for OpActor<O> {
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
         self.pump(ctx);
+        if let Some((_, holding)) = &self.quiesce {
+            holding.store(
+                self.retry.is_some() || (self.phase != Phase::Done && self.blocked()),
+                Ordering::Release,
+            );
+        }
+    }
+}
+
+impl<O: Operator> Handler<TakeCheckpoint> for OpActor<O> {
+    type Result = ();
+
+    fn handle(&mut self, m: TakeCheckpoint, _: &mut Context<Self>) {
+        let _ = m.0.send(self.checkpoint());
     }
 }

@@ -174,6 +174,8 @@ pub(crate) struct ErasedWiring {
     pub channel_source: bool,
     /// In-place restarts after a failure.
     pub restart: Option<OpRestart>,
+    /// Where the node resumes (a restarted worker).
+    pub restore: Option<crate::checkpoint::NodeCkpt>,
 }
 
 struct Body<O: Operator>(O);
@@ -226,6 +228,7 @@ impl<O: Operator> NodeBody for Body<O> {
             run: w.run,
             channel_source: w.channel_source,
             restart: w.restart,
+            restore: w.restore,
         };
         let op = Checked::new(self.0, w.checks);
         match arbiter {
@@ -315,6 +318,12 @@ pub struct Graph {
     heartbeat: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Fused nodes by index: the operators each runs (see [`Graph::set_stages`]).
     stages: HashMap<usize, Stages>,
+    /// Checkpoints: the pause of this process, if it takes them.
+    quiesce: Option<Arc<crate::checkpoint::Quiesce>>,
+    /// Where each node resumes, by node index (a restarted worker).
+    restore: HashMap<usize, crate::checkpoint::NodeCkpt>,
+    /// Called on the runtime thread once every actor started.
+    on_start: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 /// Stops a run from another thread (a signal handler, a failed neighbour process).
@@ -416,7 +425,30 @@ impl Graph {
             heartbeat: None,
             next_restart: None,
             stages: HashMap::new(),
+            quiesce: None,
+            restore: HashMap::new(),
+            on_start: vec![],
         }
+    }
+
+    /// Makes this graph's run take checkpoints through `q` (a worker process).
+    pub(crate) fn set_quiesce(&mut self, q: Arc<crate::checkpoint::Quiesce>) {
+        self.quiesce = Some(q);
+    }
+
+    /// Node `node` resumes from `c` (a restarted worker).
+    pub(crate) fn restore_node(&mut self, node: usize, c: crate::checkpoint::NodeCkpt) {
+        self.restore.insert(node, c);
+    }
+
+    /// Calls `f` on the runtime thread once every actor started (to spawn tasks there).
+    pub(crate) fn on_start(&mut self, f: Box<dyn FnOnce() + Send>) {
+        self.on_start.push(f);
+    }
+
+    /// How many operator nodes the graph has.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
     }
 
     /// A counter that the runtime's main thread bumps every 50 ms while it is free to run
@@ -900,6 +932,11 @@ impl Runner {
         }
         let names: Vec<Arc<str>> = g.nodes.iter().map(|x| Arc::from(x.name.as_str())).collect();
         let run = RunShared::new(names.clone());
+        if let Some(q) = g.quiesce.take() {
+            run.set_quiesce(q);
+        }
+        let mut restore = std::mem::take(&mut g.restore);
+        let on_start = std::mem::take(&mut g.on_start);
         let stages = std::mem::take(&mut g.stages);
         g.stop.attach(run.clone(), stages.clone());
         // Fused nodes by name, for their failures.
@@ -1021,6 +1058,7 @@ impl Runner {
                             checks: std::mem::take(&mut checks[id]),
                             channel_source: channel_source[id],
                             restart: restarts[id],
+                            restore: restore.remove(&id),
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);
@@ -1032,6 +1070,9 @@ impl Runner {
                             }
                             None => driver(),
                         }
+                    }
+                    for f in on_start {
+                        f();
                     }
                 });
                 sys.run().map_err(|e| e.to_string())?;

@@ -147,6 +147,8 @@ pub(crate) struct RunShared {
     done: Condvar,
     stopper: Mutex<Option<Box<dyn Fn() + Send>>>,
     names: Vec<Arc<str>>,
+    /// The process's checkpoint pause, when it takes checkpoints.
+    quiesce: std::sync::OnceLock<Arc<crate::checkpoint::Quiesce>>,
 }
 
 impl RunShared {
@@ -167,7 +169,18 @@ impl RunShared {
             done: Condvar::new(),
             stopper: Mutex::new(None),
             names,
+            quiesce: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Makes this run take checkpoints through `q`.
+    pub(crate) fn set_quiesce(&self, q: Arc<crate::checkpoint::Quiesce>) {
+        let _ = self.quiesce.set(q);
+    }
+
+    /// The run's checkpoint pause, if it takes checkpoints.
+    pub(crate) fn quiesce(&self) -> Option<Arc<crate::checkpoint::Quiesce>> {
+        self.quiesce.get().cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -68,7 +68,7 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const DEFAULT_SPIN_LIMIT: u32 = 256;
 
 const MAGIC: u64 = 0x7472_6962_7269_6e67; // "tribring"
-const VERSION: u64 = 2;
+const VERSION: u64 = 3;
 
 /// `waiting` flag of a doorbell: the peer sleeps on the futex word.
 pub const WAIT_FUTEX: u32 = 1;
@@ -321,6 +321,15 @@ struct Header {
     space: Padded<Doorbell>,
     /// Id of the reader's doorbell socket (0: none), see [`RingReader::bind_doorbell`].
     bell: Padded<AtomicU64>,
+    /// Where the last complete frame ends, and the elements in complete frames (writer-owned;
+    /// see [`RingWriter::end_frame`]): what a restarted writer resumes from.
+    frames: Padded<Frames>,
+}
+
+#[repr(C)]
+struct Frames {
+    end: AtomicU64,
+    elems: AtomicU64,
 }
 
 #[repr(C)]
@@ -493,6 +502,11 @@ impl DoorbellSender {
     fn ring(&mut self, id: u64) {
         if id == 0 {
             return;
+        }
+        if matches!(&self.target, Some(t) if t.0 != id) {
+            // A new reader (restarted after a crash): hand it an eventfd of its own.
+            self.target = None;
+            self.event = None;
         }
         if let Some(ev) = &self.event {
             match nix::unistd::write(ev, &1u64.to_ne_bytes()) {
@@ -681,13 +695,17 @@ impl Shared {
         unsafe { &*(self.region.as_ptr() as *const Header) }
     }
 
-    fn claim(&self, role: &'static str) -> Result<(), ShmError> {
+    fn claim(&self, role: &'static str, takeover: bool) -> Result<(), ShmError> {
         let c = &self.header().control.0;
         let flag = if role == "writer" {
             &c.writer_claimed
         } else {
             &c.reader_claimed
         };
+        if takeover {
+            flag.store(1, Ordering::Release);
+            return Ok(());
+        }
         flag.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
             .map(drop)
             .map_err(|_| ShmError::RoleTaken { role })
@@ -736,9 +754,84 @@ impl Ring {
         Self::reader_from_shared(Arc::new(region))
     }
 
+    /// Takes over the writing end of a ring whose writer died (its process was killed): the
+    /// new writer goes on after the last complete frame; what the old one wrote of a frame it
+    /// did not finish is overwritten (the reader never saw an end to it: see
+    /// [`Ring::state`], whose `partial` must be false for a restart to resume).
+    pub fn writer_resume(region: ShmRegion) -> Result<RingWriter, ShmError> {
+        let shared = Shared::new(Arc::new(region))?;
+        shared.claim("writer", true)?;
+        let h = shared.header();
+        let end = h.frames.0.end.load(Ordering::Acquire);
+        h.head.0.store(end, Ordering::Release);
+        let tail = h.tail.0.load(Ordering::Acquire);
+        Ok(RingWriter {
+            shared,
+            head: end,
+            cached_tail: tail,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            closed: false,
+            doorbell: DoorbellSender::default(),
+        })
+    }
+
+    /// Takes over the reading end of a ring whose reader died, reading on from byte `pos` (a
+    /// frame boundary the dead reader had reached and checkpointed), in retaining mode.
+    /// Fails if the bytes from `pos` on may already have been overwritten (`pos` before the
+    /// last committed position) or were never written.
+    pub fn reader_resume(region: ShmRegion, pos: u64) -> Result<RingReader, ShmError> {
+        let shared = Shared::new(Arc::new(region))?;
+        let h = shared.header();
+        let committed = h.tail.0.load(Ordering::Acquire);
+        let head = h.head.0.load(Ordering::Acquire);
+        if pos < committed || pos > head {
+            return Err(ShmError::InvalidRegion {
+                reason: format!(
+                    "cannot resume reading at byte {pos}: committed up to {committed}, written up to {head}"
+                ),
+            });
+        }
+        shared.claim("reader", true)?;
+        h.control.0.reader_closed.store(0, Ordering::Release);
+        Ok(RingReader {
+            shared,
+            tail: pos,
+            cached_head: head,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            closed: false,
+            doorbell: None,
+            retain: true,
+        })
+    }
+
+    /// What a ring region holds now (for the supervisor deciding whether a restart can resume).
+    pub fn state(region: &ShmRegion) -> Result<RingState, ShmError> {
+        if region.len() < HEADER_SIZE {
+            return Err(ShmError::InvalidRegion {
+                reason: format!("region of {} bytes is too small", region.len()),
+            });
+        }
+        // SAFETY: as in `Shared::header`: the region is mapped, page-aligned, at least
+        // HEADER_SIZE bytes long, and the header holds only atomics.
+        let h = unsafe { &*(region.as_ptr() as *const Header) };
+        if h.control.0.magic.load(Ordering::Acquire) != MAGIC {
+            return Err(ShmError::InvalidRegion {
+                reason: "not a ring".into(),
+            });
+        }
+        let head = h.head.0.load(Ordering::Acquire);
+        Ok(RingState {
+            head,
+            committed: h.tail.0.load(Ordering::Acquire),
+            elems: h.frames.0.elems.load(Ordering::Acquire),
+            partial: h.frames.0.end.load(Ordering::Acquire) != head,
+            writer_closed: h.control.0.writer_closed.load(Ordering::Acquire) != 0,
+        })
+    }
+
     fn writer_from_shared(region: Arc<ShmRegion>) -> Result<RingWriter, ShmError> {
         let shared = Shared::new(region)?;
-        shared.claim("writer")?;
+        shared.claim("writer", false)?;
         let h = shared.header();
         let head = h.head.0.load(Ordering::Relaxed);
         let tail = h.tail.0.load(Ordering::Acquire);
@@ -754,7 +847,7 @@ impl Ring {
 
     fn reader_from_shared(region: Arc<ShmRegion>) -> Result<RingReader, ShmError> {
         let shared = Shared::new(region)?;
-        shared.claim("reader")?;
+        shared.claim("reader", false)?;
         let h = shared.header();
         let tail = h.tail.0.load(Ordering::Relaxed);
         let head = h.head.0.load(Ordering::Acquire);
@@ -765,7 +858,54 @@ impl Ring {
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
             doorbell: None,
+            retain: false,
         })
+    }
+}
+
+/// A snapshot of a ring's positions, see [`Ring::state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingState {
+    /// Bytes ever written.
+    pub head: u64,
+    /// Bytes the reader committed (released to the writer).
+    pub committed: u64,
+    /// Elements in complete frames ever written.
+    pub elems: u64,
+    /// The writer stopped inside a frame (its last frame is incomplete).
+    pub partial: bool,
+    /// The writer closed the ring.
+    pub writer_closed: bool,
+}
+
+/// Commits a retaining reader's position from another thread: see [`RingReader::committer`].
+#[derive(Clone)]
+pub struct RingCommit {
+    region: Arc<ShmRegion>,
+}
+
+// SAFETY: only the header's atomics are touched, through the region that the Arc keeps mapped.
+unsafe impl Send for RingCommit {}
+// SAFETY: as above.
+unsafe impl Sync for RingCommit {}
+
+impl RingCommit {
+    fn header(&self) -> &Header {
+        // SAFETY: see `Shared::header`; the region was validated when the reader attached.
+        unsafe { &*(self.region.as_ptr() as *const Header) }
+    }
+
+    /// Releases every byte before `pos` to the writer (positions only move forward).
+    pub fn commit(&self, pos: u64) {
+        let h = self.header();
+        if h.tail.0.fetch_max(pos, Ordering::AcqRel) < pos {
+            h.space.0.ring();
+        }
+    }
+
+    /// The committed position.
+    pub fn committed(&self) -> u64 {
+        self.header().tail.0.load(Ordering::Acquire)
     }
 }
 
@@ -925,6 +1065,57 @@ impl RingWriter {
         Ok(())
     }
 
+    /// Writes all of `buf` at once if it fits now (a reader then never sees part of it);
+    /// Ok(false), writing nothing, if it does not.
+    pub fn try_write_whole(&mut self, buf: &[u8]) -> Result<bool, ShmError> {
+        if self.reader_closed() {
+            return Err(ShmError::PeerClosed { done: 0 });
+        }
+        if self.free() < buf.len() {
+            self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
+            if self.free() < buf.len() {
+                return Ok(false);
+            }
+        }
+        if !buf.is_empty() {
+            self.copy_in(buf);
+        }
+        Ok(true)
+    }
+
+    /// Writes all of `buf` as one unit, waiting until there is room for all of it, when it
+    /// fits in the ring at all; a larger `buf` goes in pieces ([`RingWriter::write_all`]).
+    pub fn write_whole(&mut self, buf: &[u8]) -> Result<(), ShmError> {
+        if buf.len() > self.capacity() {
+            return self.write_all(buf);
+        }
+        loop {
+            if self.try_write_whole(buf)? {
+                return Ok(());
+            }
+            let h = self.shared.header();
+            let (need, cap) = (self.head + buf.len() as u64, self.shared.capacity);
+            let ready = || {
+                need - h.tail.0.load(Ordering::Acquire) <= cap
+                    || h.control.0.reader_closed.load(Ordering::Acquire) != 0
+            };
+            h.space.0.wait(None, ready)?;
+        }
+    }
+
+    /// Records that a frame of `elems` elements ends at the current position: a writer that
+    /// takes over after this one died resumes here ([`Ring::writer_resume`]).
+    pub fn end_frame(&mut self, elems: u64) {
+        let f = &self.shared.header().frames.0;
+        f.elems.fetch_add(elems, Ordering::AcqRel);
+        f.end.store(self.head, Ordering::Release);
+    }
+
+    /// Elements in complete frames ever written to this ring (by this writer and those before).
+    pub fn elems_written(&self) -> u64 {
+        self.shared.header().frames.0.elems.load(Ordering::Acquire)
+    }
+
     /// Marks the ring writer-closed and wakes the reader (also done on drop).
     pub fn close(mut self) {
         self.close_inner();
@@ -975,6 +1166,8 @@ pub struct RingReader {
     closed: bool,
     /// The doorbell, once made (see [`RingReader::bind_doorbell`]).
     doorbell: Option<ReaderBell>,
+    /// Retaining mode: consumed bytes stay in the ring until committed ([`RingCommit`]).
+    retain: bool,
 }
 
 // SAFETY: the reader exclusively owns the reader role of the ring (claimed in the header) and
@@ -996,6 +1189,37 @@ impl RingReader {
     /// The underlying shared region (e.g. to pass its fd to the writer's process).
     pub fn region(&self) -> &ShmRegion {
         &self.shared.region
+    }
+
+    /// Keeps what is read in the ring until it is committed ([`RingReader::committer`]), so
+    /// that a reader restarted after a crash can read it again.
+    pub fn set_retain(&mut self, on: bool) {
+        self.retain = on;
+    }
+
+    /// Bytes read so far (the position a checkpoint records).
+    pub fn position(&self) -> u64 {
+        self.tail
+    }
+
+    /// A handle that commits positions of this (retaining) reader from another thread.
+    pub fn committer(&self) -> RingCommit {
+        RingCommit {
+            region: self.shared.region.clone(),
+        }
+    }
+
+    /// Commits everything read so far (a retaining reader that cannot wait for a checkpoint).
+    pub fn release(&mut self) {
+        let h = self.shared.header();
+        h.tail.0.fetch_max(self.tail, Ordering::AcqRel);
+        h.space.0.ring();
+    }
+
+    /// Bytes read but not yet committed (what the ring retains for a restart).
+    pub fn retained(&self) -> u64 {
+        self.tail
+            .saturating_sub(self.shared.header().tail.0.load(Ordering::Acquire))
     }
 
     /// Bytes readable right now (without blocking).
@@ -1044,6 +1268,9 @@ impl RingReader {
             return;
         }
         self.tail += n as u64;
+        if self.retain {
+            return;
+        }
         let h = self.shared.header();
         h.tail.0.store(self.tail, Ordering::Release);
         h.space.0.ring();

@@ -160,25 +160,124 @@ fn encode_frame<T: Element>(batch: &[T], out: &mut Vec<u8>) -> Result<(), codec:
     Ok(())
 }
 
+/// Appends `batch` to `out` as frames of at most `limit` bytes each where it can (a batch is
+/// halved until its frame fits, down to one element), recording where each frame ends and
+/// how many elements it holds in `frames`. Frames that fit in the ring are written whole, so
+/// a reader never sees part of one, and a writer restarted after a crash resumes after the
+/// last complete one.
+fn encode_frames<T: Element>(
+    batch: &[T],
+    limit: usize,
+    out: &mut Vec<u8>,
+    frames: &mut Vec<(usize, u64)>,
+) -> Result<(), codec::CodecError> {
+    let start = out.len();
+    encode_frame(batch, out)?;
+    if out.len() - start > limit && batch.len() > 1 {
+        out.truncate(start);
+        let (a, b) = batch.split_at(batch.len() / 2);
+        encode_frames(a, limit, out, frames)?;
+        return encode_frames(b, limit, out, frames);
+    }
+    frames.push((out.len(), batch.len() as u64));
+    Ok(())
+}
+
+/// Writes the frames of `buf` (ends and element counts in `frames`, from byte `from`) into
+/// `ring`, each whole, waiting for room; records each as it completes.
+fn write_frames(
+    ring: &mut RingWriter,
+    buf: &[u8],
+    frames: &[(usize, u64)],
+    from: usize,
+) -> Result<(), ShmError> {
+    let mut at = from;
+    for &(end, elems) in frames {
+        if end <= at {
+            continue;
+        }
+        ring.write_whole(&buf[at..end])?;
+        ring.end_frame(elems);
+        at = end;
+    }
+    Ok(())
+}
+
 /// The writing end, shared by the producer (through the link's [`DirectDrain`]) and the
 /// writer thread. Whoever holds the lock may write into the ring.
 struct WriteSide {
     /// None once the stream ended or the link failed.
     ring: Option<RingWriter>,
-    /// Encoded bytes the producer could not fit into the ring; they go before anything queued.
+    /// Encoded frames the producer could not fit into the ring; they go before anything queued.
     stash: Vec<u8>,
-    /// Bytes of `stash` already in the ring.
-    stash_done: usize,
-    /// Encoding buffer.
+    /// Where each frame of `stash` ends, and its elements.
+    stash_frames: Vec<(usize, u64)>,
+    /// Encoding buffer, and its frames.
     buf: Vec<u8>,
+    buf_frames: Vec<(usize, u64)>,
+    /// Elements the ring already holds from an earlier life of this process (restarted from
+    /// a checkpoint): the first ones given are dropped.
+    skip: u64,
     /// A failure the producer ran into, for the writer thread to report.
     error: Option<RemoteError>,
+}
+
+impl WriteSide {
+    /// Drops from `batch` what the ring already holds.
+    fn skip_written<T>(&mut self, batch: &mut Vec<T>) {
+        if self.skip > 0 {
+            let n = (self.skip.min(batch.len() as u64)) as usize;
+            batch.drain(..n);
+            self.skip -= n as u64;
+        }
+    }
+
+    /// Encodes `batch` into `buf` as frames small enough for the ring.
+    fn encode<T: Element>(&mut self, batch: &[T]) -> Result<(), codec::CodecError> {
+        self.buf.clear();
+        self.buf_frames.clear();
+        let limit = self.ring.as_ref().map_or(usize::MAX, |r| r.capacity() / 4);
+        encode_frames(batch, limit.max(64), &mut self.buf, &mut self.buf_frames)
+    }
 }
 
 struct Drain {
     link: String,
     side: Mutex<WriteSide>,
     thread: OnceLock<Thread>,
+}
+
+/// A writer's side of a checkpoint (see [`crate::checkpoint`]).
+struct WriterState<T> {
+    ring: usize,
+    drain: Arc<Drain>,
+    chan: Arc<Channel<T>>,
+    elems: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T: Element> crate::checkpoint::WriterStatus for WriterState<T> {
+    fn ring(&self) -> usize {
+        self.ring
+    }
+
+    fn idle(&self) -> bool {
+        if !self.chan.queue_is_empty() {
+            return false;
+        }
+        let Ok(mut side) = self.drain.side.try_lock() else {
+            return false;
+        };
+        let idle = side.stash.is_empty() && side.skip == 0;
+        if let Some(r) = side.ring.as_mut() {
+            self.elems
+                .store(r.elems_written(), std::sync::atomic::Ordering::Release);
+        }
+        idle
+    }
+
+    fn elems(&self) -> u64 {
+        self.elems.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 impl Drain {
@@ -200,11 +299,17 @@ impl<T: Element> DirectDrain<T> for Drain {
             return Some(batch);
         };
         let w = &mut *side;
-        if w.ring.is_none() || w.stash_done < w.stash.len() || !chan.queue_is_empty() {
+        if w.ring.is_none() || !w.stash.is_empty() || !chan.queue_is_empty() {
             return Some(batch);
         }
-        w.buf.clear();
-        if let Err(source) = encode_frame(&batch, &mut w.buf) {
+        let mut batch = batch;
+        let whole = batch.len();
+        w.skip_written(&mut batch);
+        if batch.is_empty() {
+            chan.count_pushed(whole);
+            return None;
+        }
+        if let Err(source) = w.encode(&batch) {
             w.error = Some(RemoteError::Codec {
                 link: self.link.clone(),
                 source,
@@ -216,13 +321,16 @@ impl<T: Element> DirectDrain<T> for Drain {
             return Some(batch);
         }
         // Counted before the consumer can see (and uncount) the elements.
-        chan.count_pushed(batch.len());
+        chan.count_pushed(whole);
         let ring = w.ring.as_mut().expect("checked above");
-        match ring.try_write(&w.buf) {
-            Ok(n) if n == w.buf.len() => {}
-            Ok(n) => {
+        match ring.try_write_whole(&w.buf) {
+            Ok(true) => {
+                let n = w.buf_frames.iter().map(|f| f.1).sum();
+                ring.end_frame(n);
+            }
+            Ok(false) => {
                 std::mem::swap(&mut w.stash, &mut w.buf);
-                w.stash_done = n;
+                std::mem::swap(&mut w.stash_frames, &mut w.buf_frames);
                 drop(side);
                 self.wake_thread();
             }
@@ -250,17 +358,60 @@ pub fn spawn_writer<T: Element>(
     chan: Arc<Channel<T>>,
     ring: RingWriter,
 ) -> io::Result<Relay> {
+    spawn_writer_with(link, chan, ring, WriterResume::default())
+}
+
+/// How a ring writer of a worker that takes checkpoints starts (see [`crate::checkpoint`]).
+#[derive(Default)]
+pub struct WriterResume {
+    /// Elements the ring already holds from an earlier life of the process: dropped.
+    pub skip: u64,
+    /// The ring already holds the end of the stream: nothing more is written.
+    pub ended: bool,
+    /// The process's checkpoints and the ring's index in the plan.
+    pub checkpoints: Option<(Arc<crate::checkpoint::Quiesce>, usize)>,
+}
+
+/// [`spawn_writer`] for a worker that takes checkpoints or was restarted from one.
+pub fn spawn_writer_with<T: Element>(
+    link: String,
+    chan: Arc<Channel<T>>,
+    ring: RingWriter,
+    resume: WriterResume,
+) -> io::Result<Relay> {
+    let elems = Arc::new(std::sync::atomic::AtomicU64::new(ring.elems_written()));
+    let ring = if resume.ended {
+        // Everything, and the end, is in the ring already: drop what comes, write nothing.
+        drop(ring);
+        None
+    } else {
+        Some(ring)
+    };
     let drain = Arc::new(Drain {
         link: link.clone(),
         side: Mutex::new(WriteSide {
-            ring: Some(ring),
+            skip: if ring.is_some() {
+                resume.skip
+            } else {
+                u64::MAX
+            },
+            ring,
             stash: Vec::new(),
-            stash_done: 0,
+            stash_frames: Vec::new(),
             buf: Vec::with_capacity(64 * 1024),
+            buf_frames: Vec::new(),
             error: None,
         }),
         thread: OnceLock::new(),
     });
+    if let Some((q, ring)) = resume.checkpoints {
+        q.add_writer(Arc::new(WriterState {
+            ring,
+            drain: drain.clone(),
+            chan: chan.clone(),
+            elems,
+        }));
+    }
     let d = drain.clone();
     let c = chan.clone();
     let handle = std::thread::Builder::new()
@@ -288,32 +439,49 @@ fn write_backlog<T: Element>(drain: &Drain, chan: &Channel<T>) -> Result<(), Rem
             if let Some(e) = w.error.take() {
                 return Err(e);
             }
-            if let Some(ring) = w.ring.as_mut() {
+            if w.ring.is_none() && w.skip == u64::MAX {
+                // A restarted writer whose ring already holds the whole stream.
+                loop {
+                    match chan.take() {
+                        Recv::Batch(_) => {}
+                        Recv::End(_) => return Ok(()),
+                        Recv::Empty => break,
+                    }
+                }
+            }
+            if w.ring.is_some() {
                 let fail = |w: &mut WriteSide, side_err| {
                     w.ring = None;
                     side_err
                 };
-                if w.stash_done < w.stash.len() {
-                    if let Err(e) = ring.write_all(&w.stash[w.stash_done..]) {
+                if !w.stash.is_empty() {
+                    let ring = w.ring.as_mut().expect("still open");
+                    if let Err(e) = write_frames(ring, &w.stash, &w.stash_frames, 0) {
                         let e = fail(w, ring_err(e));
                         drop(side);
                         chan.disconnect_consumer();
                         return Err(e);
                     }
                     w.stash.clear();
-                    w.stash_done = 0;
+                    w.stash_frames.clear();
                 }
                 loop {
-                    let ring = w.ring.as_mut().expect("still open");
                     match chan.take() {
-                        Recv::Batch(b) => {
-                            w.buf.clear();
-                            let written = encode_frame(&b, &mut w.buf)
+                        Recv::Batch(mut b) => {
+                            w.skip_written(&mut b);
+                            if b.is_empty() {
+                                continue;
+                            }
+                            let written = w
+                                .encode(&b)
                                 .map_err(|source| RemoteError::Codec {
                                     link: link.clone(),
                                     source,
                                 })
-                                .and_then(|()| ring.write_all(&w.buf).map_err(ring_err));
+                                .and_then(|()| {
+                                    let ring = w.ring.as_mut().expect("still open");
+                                    write_frames(ring, &w.buf, &w.buf_frames, 0).map_err(ring_err)
+                                });
                             if let Err(e) = written {
                                 let e = fail(w, e);
                                 drop(side);
@@ -322,8 +490,12 @@ fn write_backlog<T: Element>(drain: &Drain, chan: &Channel<T>) -> Result<(), Rem
                             }
                         }
                         Recv::End(e) => {
+                            let ring = w.ring.as_mut().expect("still open");
                             let tag = if e.cycle { TAG_END_CYCLE } else { TAG_END };
-                            let r = ring.write_all(&[tag, 0, 0, 0, 0]).map_err(ring_err);
+                            let r = ring.write_whole(&[tag, 0, 0, 0, 0]).map_err(ring_err);
+                            if r.is_ok() {
+                                ring.end_frame(0);
+                            }
                             if let Some(ring) = w.ring.take() {
                                 ring.close();
                             }
@@ -396,6 +568,11 @@ impl FrameReader {
             link: self.link.clone(),
             source,
         })
+    }
+
+    /// True between frames (nothing of the next one read yet).
+    fn at_boundary(&self) -> bool {
+        self.payload_len.is_none() && self.head_got == 0
     }
 
     /// Reads (more of) a frame head.
@@ -495,6 +672,10 @@ struct ReadSide {
     frames: FrameReader,
     ring: Option<RingReader>,
     done: Arc<Completion>,
+    /// Checkpoints of this process (see [`crate::checkpoint`]).
+    ctl: Option<Arc<crate::checkpoint::ReadControl>>,
+    /// A restarted reader whose checkpoint had read the end already (`Some(cycle)`).
+    ended: Option<bool>,
 }
 
 impl Drop for ReadSide {
@@ -503,6 +684,11 @@ impl Drop for ReadSide {
             return;
         };
         let link = self.frames.link.clone();
+        if self.ended.is_some() {
+            // Nothing left to read: the end was read before the restart.
+            self.done.finish(Ok(Ok(())));
+            return;
+        }
         let frames = std::mem::replace(&mut self.frames, FrameReader::new(link.clone()));
         let done = self.done.clone();
         let spawned = std::thread::Builder::new()
@@ -538,15 +724,34 @@ fn discard_rest(mut frames: FrameReader, mut ring: RingReader) -> Result<(), Rem
 /// relay ends with the end of the stream.
 pub fn spawn_reader<T: Element>(
     link: String,
-    mut ring: RingReader,
+    ring: RingReader,
     feed: ExternalFeed<T>,
 ) -> io::Result<Relay> {
+    spawn_reader_with(link, ring, feed, None, None)
+}
+
+/// [`spawn_reader`] for a worker that takes checkpoints (`ctl`: the ring retains what is read
+/// until a checkpoint commits it), and that may have read the end already before it was
+/// restarted (`ended`: `Some(cycle)`).
+pub fn spawn_reader_with<T: Element>(
+    link: String,
+    mut ring: RingReader,
+    feed: ExternalFeed<T>,
+    ctl: Option<Arc<crate::checkpoint::ReadControl>>,
+    ended: Option<bool>,
+) -> io::Result<Relay> {
     ring.bind_doorbell().map_err(io::Error::from)?;
+    if let Some(c) = &ctl {
+        ring.set_retain(true);
+        c.quiesce.add_reader(c.clone());
+    }
     let done = Arc::new(Completion::default());
     let side = ReadSide {
         frames: FrameReader::new(link),
         ring: Some(ring),
         done: done.clone(),
+        ctl,
+        ended,
     };
     feed.set_driver(Box::new(move |links| {
         actix::spawn(read_task(side, links));
@@ -589,6 +794,18 @@ fn flush<T: Element>(links: &[Arc<Channel<T>>], pending: &mut [Vec<T>]) -> bool 
 }
 
 async fn read_task<T: Element>(mut side: ReadSide, links: Vec<Arc<Channel<T>>>) {
+    if let Some(cycle) = side.ended {
+        // Restarted after the end was read and checkpointed: the consumers had it already.
+        for l in &links {
+            l.close(crate::checkpoint::end_of(cycle));
+        }
+        if let (Some(c), Some(r)) = (&side.ctl, &side.ring) {
+            c.ended(r.position(), cycle);
+        }
+        side.ring = None;
+        side.done.finish(Ok(Ok(())));
+        return;
+    }
     let r = read_loop(&mut side, &links).await;
     if r.is_ok() {
         // The end of the stream was read: nothing is left for a draining thread.
@@ -637,6 +854,7 @@ async fn read_loop<T: Element>(
     let mut frames_this_turn = 0;
     let mut rung = 0;
     let mut drain_now = false;
+    let ctl = side.ctl.clone();
     loop {
         if !flush(links, &mut pending) {
             // A consumer's link is full: stop reading (the ring fills, the producer waits)
@@ -644,11 +862,26 @@ async fn read_loop<T: Element>(
             room.notified().await;
             continue;
         }
+        let at_boundary = side.frames.at_boundary();
         let ring = side.ring.as_mut().expect("reader not yet handed off");
+        if let Some(c) = &ctl {
+            c.busy();
+            if at_boundary && c.quiesce.paused() {
+                // A checkpoint is being taken: stay at this frame boundary until it is done.
+                c.settle(ring.position());
+                c.quiesce.wait_resume().await;
+                continue;
+            }
+        }
         match side.frames.step::<T>(ring)? {
             Step::Batch(b) => {
                 if !b.is_empty() {
                     distribute(links, &mut pending, b);
+                }
+                if let Some(c) = &ctl {
+                    if ring.retained() * 2 >= ring.capacity() as u64 {
+                        c.quiesce.want();
+                    }
                 }
                 frames_this_turn += 1;
                 if frames_this_turn >= FRAMES_PER_TURN {
@@ -664,10 +897,22 @@ async fn read_loop<T: Element>(
                 for l in links {
                     l.close(end);
                 }
+                if let Some(c) = &ctl {
+                    c.ended(ring.position(), end.cycle);
+                }
                 return Ok(());
             }
             Step::Empty => {
                 frames_this_turn = 0;
+                if let Some(c) = &ctl {
+                    if at_boundary && pending.iter().all(Vec::is_empty) {
+                        c.settle(ring.position());
+                    } else if ring.retained() * 2 >= ring.capacity() as u64 {
+                        // Inside a frame too large to retain: let the writer go on (a restart
+                        // of this process then replays the pipeline instead).
+                        ring.release();
+                    }
+                }
                 if drain_now || rung >= DRAIN_EVERY {
                     if let Some(ev) = ring.drain_doorbell() {
                         bells.push(register(ev)?);

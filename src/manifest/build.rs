@@ -53,6 +53,19 @@ pub struct ProcResources {
     pub control: Option<Arc<ShmRegion>>,
     /// Recovery slots, one `u64` per operator of the manifest (see [`crate::recovery`]).
     pub slots: Option<Arc<ShmRegion>>,
+    /// Checkpoints, for a worker process that takes them (see [`crate::checkpoint`]).
+    pub checkpoints: Option<CheckpointSetup>,
+}
+
+/// How a worker process takes checkpoints, and where it resumes when restarted.
+pub struct CheckpointSetup {
+    /// The process's pause.
+    pub quiesce: Arc<crate::checkpoint::Quiesce>,
+    /// The worker replaces one that died: it takes over its rings (from `restore`, if the dead
+    /// one made a checkpoint; from the start otherwise).
+    pub resume: bool,
+    /// The last checkpoint of the process that died.
+    pub restore: Option<crate::checkpoint::Checkpoint>,
 }
 
 /// A process's part of a manifest, ready to run.
@@ -344,17 +357,33 @@ pub fn build_local(
             stream: r.stream.clone(),
             message: "its shared-memory ring was not handed to this process".into(),
         })?;
-        let reader = Ring::reader_from_region(region).map_err(|e| BuildError::Link {
+        let link_err = |e: String| BuildError::Link {
             stream: r.stream.clone(),
-            message: e.to_string(),
-        })?;
+            message: e,
+        };
+        let ck = res.checkpoints.as_ref();
+        let from = ck
+            .and_then(|c| c.restore.as_ref())
+            .and_then(|c| c.input(ri));
+        let reader = match ck {
+            Some(c) if c.resume => Ring::reader_resume(region, from.map_or(0, |i| i.pos)),
+            _ => Ring::reader_from_region(region),
+        }
+        .map_err(|e| link_err(e.to_string()))?;
+        let ctl = ck.map(|c| {
+            crate::checkpoint::ReadControl::new(ri, reader.committer(), c.quiesce.clone())
+        });
         let (feed, s) = g.external_input::<Value>(&r.stream);
         g.set_link(&s, link_config(m, &r.stream));
         relays.push(
-            remote::spawn_reader(r.stream.clone(), reader, feed).map_err(|e| BuildError::Link {
-                stream: r.stream.clone(),
-                message: e.to_string(),
-            })?,
+            remote::spawn_reader_with(
+                r.stream.clone(),
+                reader,
+                feed,
+                ctl,
+                from.and_then(|i| i.end),
+            )
+            .map_err(|e| link_err(e.to_string()))?,
         );
         ring_inputs.insert((r.consumer, r.port), s);
     }
@@ -455,18 +484,48 @@ pub fn build_local(
             stream: r.stream.clone(),
             message: "its shared-memory ring was not handed to this process".into(),
         })?;
-        let writer = Ring::writer_from_region(region).map_err(|e| BuildError::Link {
+        let link_err = |e: String| BuildError::Link {
             stream: r.stream.clone(),
-            message: e.to_string(),
-        })?;
+            message: e,
+        };
+        let ck = res.checkpoints.as_ref();
+        let mut resume = remote::WriterResume::default();
+        let writer = match ck {
+            Some(c) if c.resume => {
+                let state = Ring::state(&region).map_err(|e| link_err(e.to_string()))?;
+                let written = c.restore.as_ref().and_then(|c| c.output(ri)).unwrap_or(0);
+                resume.skip = state.elems.saturating_sub(written);
+                resume.ended = state.writer_closed;
+                Ring::writer_resume(region)
+            }
+            _ => Ring::writer_from_region(region),
+        }
+        .map_err(|e| link_err(e.to_string()))?;
+        resume.checkpoints = ck.map(|c| (c.quiesce.clone(), ri));
         let counter = r.cycle.map(|c| counters[c].clone());
         let chan = g.external_output(&streams[&r.stream], link_config(m, &r.stream), counter);
         relays.push(
-            remote::spawn_writer(r.stream.clone(), chan, writer).map_err(|e| BuildError::Link {
-                stream: r.stream.clone(),
-                message: e.to_string(),
-            })?,
+            remote::spawn_writer_with(r.stream.clone(), chan, writer, resume)
+                .map_err(|e| link_err(e.to_string()))?,
         );
+    }
+    if let Some(c) = &res.checkpoints {
+        g.set_quiesce(c.quiesce.clone());
+        if let Some(ck) = &c.restore {
+            if ck.nodes.len() != g.node_count() {
+                return Err(BuildError::Link {
+                    stream: String::new(),
+                    message: format!(
+                        "the checkpoint has {} operators, the process {}",
+                        ck.nodes.len(),
+                        g.node_count()
+                    ),
+                });
+            }
+            for (i, n) in ck.nodes.iter().enumerate() {
+                g.restore_node(i, n.clone());
+            }
+        }
     }
     Ok(LocalPart { graph: g, relays })
 }

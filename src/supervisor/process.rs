@@ -8,7 +8,7 @@
 //! [`ToSupervisor::Failed`]. The supervisor notices a worker's death at once through a pidfd.
 
 use std::io::{IsTerminal, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -41,6 +41,12 @@ const ENV_CONTROL_FD: &str = "TRIBUTARY_CONTROL_FD";
 const ENV_SLOTS_FD: &str = "TRIBUTARY_SLOTS_FD";
 /// The environment variable that tells a worker the name of its control server.
 const ENV_IPC: &str = "TRIBUTARY_IPC";
+/// The environment variable that makes a worker take checkpoints, every so many milliseconds.
+const ENV_CHECKPOINT_MS: &str = "TRIBUTARY_CHECKPOINT_MS";
+/// Set for a worker that replaces one that died: it takes over the rings.
+const ENV_RESUME: &str = "TRIBUTARY_RESUME";
+/// The environment variable that tells a restarted worker the descriptor of its checkpoint.
+const ENV_RESTORE_FD: &str = "TRIBUTARY_RESTORE_FD";
 /// How often the live status refreshes.
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 /// How often workers report their counts and heartbeat.
@@ -64,6 +70,11 @@ pub enum ToSupervisor {
         counts: Vec<(String, u64)>,
         /// The worker's heartbeat: moves while its runtime thread is free to run tasks.
         heartbeat: u64,
+    },
+    /// A checkpoint of the worker (see [`crate::checkpoint`]), encoded.
+    Checkpoint {
+        /// [`crate::checkpoint::Checkpoint::to_bytes`].
+        bytes: Vec<u8>,
     },
     /// The worker's part finished (or was stopped) and drained.
     Done {
@@ -312,6 +323,10 @@ struct Worker {
     hung: Option<Duration>,
     /// The control channel is closed (or never opened): no more messages will come.
     closed: bool,
+    /// Readable once the process exits.
+    pidfd: Option<OwnedFd>,
+    /// Killed on purpose to be restarted with another group (a strategy): its end is no failure.
+    replaced: bool,
 }
 
 /// The supervisor's state, shared by the main thread, the watcher, the control threads and
@@ -327,6 +342,15 @@ struct Shared {
     /// A person (a signal) or the embedding application asked the run to stop.
     user_stopped: AtomicBool,
     local: LateStop,
+    /// The last checkpoint of each worker group.
+    checkpoints: Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Group restarts under way (the watcher waits for them).
+    restarting: std::sync::atomic::AtomicUsize,
+    /// The restart decision already made about the failure in `fatal` (a group restart that
+    /// could not resume falls back to replaying the pipeline, or gave up).
+    decided: Mutex<Option<Decision>>,
+    /// Every restart of the run, by group.
+    restarts: Mutex<Restarts>,
 }
 
 impl Shared {
@@ -335,6 +359,9 @@ impl Shared {
         lock(&self.workers).clear();
         self.pgid.store(0, Ordering::Release);
         *lock(&self.fatal) = None;
+        *lock(&self.decided) = None;
+        // A replay starts every group afresh: older checkpoints do not apply.
+        lock(&self.checkpoints).clear();
         // A stop the last attempt made on its own (after a failure) does not carry over.
         let user = self.stop_requested();
         self.local.requested.store(user, Ordering::Release);
@@ -486,7 +513,6 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
         .operators
         .iter()
         .find(|o| matches!(o.kind.as_str(), "source.stdin" | "source.exec"));
-    let mut restarts = Restarts::default();
     let mut recovering: Option<(String, Instant)> = None;
     let outcome = loop {
         let ctx = AttemptCtx {
@@ -498,7 +524,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             exe: &exe,
             chaos: chaos.clone(),
         };
-        let (outcome, failure) = run_attempt(&ctx, &mut recovering, &mut restarts);
+        let (outcome, failure) = run_attempt(&ctx, &mut recovering);
         let Some(failure) = failure else {
             break outcome;
         };
@@ -506,8 +532,14 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             break outcome;
         }
         let policy = Policy::for_group(m, &failure.group);
-        let decision = match no_replay {
-            Some(src)
+        let decided = lock(&shared.decided).take();
+        let decision = match decided {
+            Some(d) => d,
+            None if no_replay.is_some() => Decision::Restart(Duration::ZERO),
+            None => lock(&shared.restarts).decide(&failure, &policy, Instant::now()),
+        };
+        let decision = match (decision, no_replay) {
+            (Decision::Restart(_), Some(src))
                 if policy.restart != Restart::Temporary && failure.cause != Cause::DataError =>
             {
                 Decision::GiveUp(format!(
@@ -515,7 +547,10 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
                     failure.message, src.name, src.kind
                 ))
             }
-            _ => restarts.decide(&failure, &policy, Instant::now()),
+            (Decision::Restart(_), Some(_)) => {
+                lock(&shared.restarts).decide(&failure, &policy, Instant::now())
+            }
+            (d, _) => d,
         };
         match decision {
             Decision::Restart(delay) => {
@@ -546,7 +581,7 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
     if let Some(l) = live {
         let _ = l.join();
     }
-    let lines = restarts.summary_lines();
+    let lines = lock(&shared.restarts).summary_lines();
     let with_restarts = |mut r: Report| {
         r.restarts.splice(0..0, lines.iter().cloned());
         r.wall = started.elapsed();
@@ -581,7 +616,6 @@ struct AttemptCtx<'a> {
 fn run_attempt(
     ctx: &AttemptCtx,
     recovering: &mut Option<(String, Instant)>,
-    restarts: &mut Restarts,
 ) -> (Outcome, Option<Failure>) {
     let AttemptCtx {
         m,
@@ -631,7 +665,7 @@ fn run_attempt(
         .chain(std::iter::once(slots.fd().as_raw_fd()))
         .max()
         .unwrap_or(2)
-        + 3;
+        + 4;
     // Planned panics go to the first attempt only: to this process's operators here, and to
     // each worker's through its environment.
     let panics = ctx
@@ -648,107 +682,43 @@ fn run_attempt(
             crate::recovery::plan_panic(op, *call);
         }
     }
-    let mut control_threads = vec![];
-    for (p, name) in plan.procs.iter().enumerate().skip(1) {
-        let (server, server_name) = match IpcOneShotServer::<ToSupervisor>::new() {
-            Ok(x) => x,
-            Err(e) => {
-                shared.kill();
-                return fail(format!(
-                    "cannot create the control channel of group \"{name}\": {e}"
-                ));
+    // This process's own ends of its rings (the spawner keeps every ring for restarts).
+    let mut own = Vec::with_capacity(rings.len());
+    for (ri, reg) in rings.iter().enumerate() {
+        let r = &plan.rings[ri];
+        if plan.op_proc[r.producer] == 0 || plan.op_proc[r.consumer] == 0 {
+            match reg.inheritable_fd().and_then(ShmRegion::from_fd) {
+                Ok(x) => own.push(Some(x)),
+                Err(e) => return fail(format!("ring for stream \"{}\": {e}", r.stream)),
             }
-        };
-        let mut cmd = Command::new(exe);
-        cmd.arg("__worker")
-            .arg(&m.path)
-            .arg(name)
-            .env(ENV_FD_BASE, fd_base.to_string())
-            .env(ENV_IPC, &server_name)
-            .stdin(
-                // The worker hosting `source.stdin` reads the supervisor's standard input.
-                if (0..m.operators.len())
-                    .any(|i| plan.op_proc[i] == p && m.operators[i].kind == "source.stdin")
-                {
-                    Stdio::inherit()
-                } else {
-                    Stdio::null()
-                },
-            );
-        if let Some(c) = &control {
-            c.pass_to_child(&mut cmd, fd_base - 1);
-            cmd.env(ENV_CONTROL_FD, (fd_base - 1).to_string());
+        } else {
+            own.push(None);
         }
-        let mine: Vec<String> = panics
-            .iter()
-            .filter(|(op, _)| {
-                m.operators
-                    .iter()
-                    .position(|o| &o.name == op)
-                    .is_some_and(|i| plan.op_proc[i] == p)
-            })
-            .map(|(op, call)| format!("{op}:{call}"))
-            .collect();
-        if !mine.is_empty() {
-            cmd.env(crate::recovery::ENV_CHAOS_PANICS, mine.join(";"));
+    }
+    let spawner = Arc::new(Spawner {
+        m: m.clone(),
+        plan: plan.clone(),
+        exe: exe.to_path_buf(),
+        fd_base,
+        rings,
+        control: control.clone(),
+        slots: slots.clone(),
+        checkpoint_ms: (0..plan.procs.len())
+            .map(|p| resumable(m, plan, p).ok().map(|_| checkpoint_every_ms()))
+            .collect(),
+        panics,
+    });
+    for p in 1..plan.procs.len() {
+        if let Err(e) = spawner.spawn(shared, p, None, false) {
+            shared.kill();
+            return fail(e);
         }
-        slots.pass_to_child(&mut cmd, fd_base - 2);
-        cmd.env(ENV_SLOTS_FD, (fd_base - 2).to_string());
-        for (ri, r) in plan.rings.iter().enumerate() {
-            if plan.op_proc[r.producer] == p || plan.op_proc[r.consumer] == p {
-                rings[ri].pass_to_child(&mut cmd, fd_base + ri as i32);
-            }
-        }
-        // Workers live in a process group of their own, which the supervisor kills on failure
-        // (a terminal's Ctrl-C reaches only the supervisor, which stops them in order).
-        cmd.process_group(shared.pgid.load(Ordering::Acquire));
-        die_with_parent(&mut cmd);
-        let child = match cmd.spawn() {
-            Ok(c) => c,
-            Err(e) => {
-                shared.kill();
-                return fail(format!("cannot start the worker of group \"{name}\": {e}"));
-            }
-        };
-        let _ =
-            shared
-                .pgid
-                .compare_exchange(0, child.id() as i32, Ordering::AcqRel, Ordering::Acquire);
-        let index = {
-            let mut ws = lock(&shared.workers);
-            ws.push(Worker {
-                group: name.clone(),
-                child,
-                exit: None,
-                control: None,
-                progress: vec![],
-                report: None,
-                failure: None,
-                data_error: false,
-                beat: (0, Instant::now()),
-                hung: None,
-                closed: false,
-            });
-            ws.len() - 1
-        };
-        let sh = shared.clone();
-        control_threads.push(
-            std::thread::Builder::new()
-                .name(format!("control:{name}"))
-                .spawn(move || serve_worker(sh, index, server)),
-        );
     }
     let mut res = ProcResources {
-        rings: rings
-            .into_iter()
-            .enumerate()
-            .map(|(ri, reg)| {
-                let r = &plan.rings[ri];
-                (plan.op_proc[r.producer] == 0 || plan.op_proc[r.consumer] == 0).then_some(reg)
-            })
-            .collect(),
+        rings: own,
         control,
         slots: Some(slots.clone()),
+        checkpoints: None,
     };
     let part = match build_local(m, plan, 0, &mut res, &opts.registry) {
         Ok(p) => p,
@@ -765,11 +735,24 @@ fn run_attempt(
         .filter(|g| g.restart != Restart::Permanent)
         .map(|g| g.name.clone())
         .collect();
+    // Groups that restart alone from their checkpoints, and the thread that restarts them.
+    let resumable_groups: Vec<String> = (1..plan.procs.len())
+        .filter(|&p| spawner.checkpoint_ms[p].is_some())
+        .map(|p| plan.procs[p].clone())
+        .collect();
+    let (restart_tx, restart_rx) = std::sync::mpsc::channel();
+    let restarter = {
+        let sh = shared.clone();
+        let sp = spawner.clone();
+        std::thread::Builder::new()
+            .name("tributary-restart".into())
+            .spawn(move || restarter(sh, sp, restart_rx))
+    };
     let watcher = {
         let sh = shared.clone();
         std::thread::Builder::new()
             .name("tributary-watch".into())
-            .spawn(move || watch(sh, ignore_shutdown))
+            .spawn(move || watch(sh, ignore_shutdown, resumable_groups, restart_tx))
     };
     let watcher = match watcher {
         Ok(w) => w,
@@ -827,6 +810,9 @@ fn run_attempt(
         }
     }
     let _ = watcher.join();
+    if let Ok(r) = restarter {
+        let _ = r.join();
+    }
     attempt_done.set();
     // What the workers started themselves (commands of exec nodes) ends with the attempt.
     let pgid = shared.pgid.load(Ordering::Acquire);
@@ -842,7 +828,7 @@ fn run_attempt(
     }
     if let Some(Ok(Some((group, took)))) = recovery.map(|h| h.join()) {
         tracing::info!(group = %group, ms = took.as_millis() as u64, "recovered");
-        restarts.recovered(&group, took);
+        lock(&shared.restarts).recovered(&group, took);
     }
     let fatal = lock(&shared.fatal).clone();
     // Give each control channel a moment to deliver the worker's last report.
@@ -948,6 +934,377 @@ fn run_attempt(
     (Outcome::Success(report), None)
 }
 
+/// How often workers take checkpoints by default (`TRIBUTARY_CHECKPOINT_MS` overrides it;
+/// 0 turns them off, and with them restarts of one group alone).
+const CHECKPOINT_EVERY_MS: u64 = 100;
+
+fn checkpoint_every_ms() -> u64 {
+    std::env::var("TRIBUTARY_CHECKPOINT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CHECKPOINT_EVERY_MS)
+}
+
+/// Whether process `p` can be restarted alone from its checkpoints; if not, why (then a
+/// failure there replays the whole pipeline from its sources).
+fn resumable(m: &Manifest, plan: &Plan, p: usize) -> Result<(), String> {
+    if p == 0 {
+        return Err("the supervisor's own operators are not a worker".into());
+    }
+    if checkpoint_every_ms() == 0 {
+        return Err("checkpoints are off".into());
+    }
+    let ops: Vec<usize> = (0..m.operators.len())
+        .filter(|&i| plan.op_proc[i] == p)
+        .collect();
+    if let Some(&i) = ops
+        .iter()
+        .find(|&&i| matches!(m.operators[i].kind.as_str(), "source.stdin" | "source.exec"))
+    {
+        return Err(format!(
+            "source \"{}\" ({}) cannot replay its input",
+            m.operators[i].name, m.operators[i].kind
+        ));
+    }
+    // Feedback cycles keep counts of what is in flight that a checkpoint does not hold.
+    let on_cycle = |i: usize| {
+        let mut seen = vec![false; m.operators.len()];
+        let mut stack: Vec<usize> = plan.feeds[i].clone();
+        while let Some(x) = stack.pop() {
+            if x == i {
+                return true;
+            }
+            if !std::mem::replace(&mut seen[x], true) {
+                stack.extend(plan.feeds[x].iter().copied());
+            }
+        }
+        false
+    };
+    if let Some(&i) = ops.iter().find(|&&i| on_cycle(i)) {
+        return Err(format!(
+            "operator \"{}\" is on a feedback cycle",
+            m.operators[i].name
+        ));
+    }
+    Ok(())
+}
+
+/// Starts worker processes: at the start of an attempt, and again when a group is restarted
+/// from its checkpoint.
+struct Spawner {
+    m: Manifest,
+    plan: Plan,
+    exe: std::path::PathBuf,
+    /// Where the rings' descriptors start in a worker (the three below it: cycle counters,
+    /// recovery slots, checkpoint).
+    fd_base: i32,
+    /// Every ring of the attempt (workers come and go; the rings stay).
+    rings: Vec<ShmRegion>,
+    control: Option<Arc<ShmRegion>>,
+    slots: Arc<ShmRegion>,
+    /// For each process: how often it checkpoints (None: it does not; it cannot resume).
+    checkpoint_ms: Vec<Option<u64>>,
+    /// Planned panics (fault injection), for the first start of each worker.
+    panics: Vec<(String, u64)>,
+}
+
+impl Spawner {
+    /// Starts the worker of process `p`. `replace`: the index of the worker it replaces (a
+    /// restart: it resumes from `shared`'s checkpoint of its group). Returns its index.
+    fn spawn(
+        &self,
+        shared: &Arc<Shared>,
+        p: usize,
+        replace: Option<usize>,
+        panics_too: bool,
+    ) -> Result<usize, String> {
+        let (m, plan) = (&self.m, &self.plan);
+        let name = &plan.procs[p];
+        let (server, server_name) = IpcOneShotServer::<ToSupervisor>::new()
+            .map_err(|e| format!("cannot create the control channel of group \"{name}\": {e}"))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("__worker")
+            .arg(&m.path)
+            .arg(name)
+            .env(ENV_FD_BASE, self.fd_base.to_string())
+            .env(ENV_IPC, &server_name)
+            .stdin(
+                // The worker hosting `source.stdin` reads the supervisor's standard input.
+                if (0..m.operators.len())
+                    .any(|i| plan.op_proc[i] == p && m.operators[i].kind == "source.stdin")
+                {
+                    Stdio::inherit()
+                } else {
+                    Stdio::null()
+                },
+            );
+        // The checkpoint goes first: its descriptor may have a number a ring is moved to.
+        let mut restore = None;
+        if let Some(ms) = self.checkpoint_ms[p] {
+            cmd.env(ENV_CHECKPOINT_MS, ms.to_string());
+            if replace.is_some() {
+                cmd.env(ENV_RESUME, "1");
+                if let Some(bytes) = lock(&shared.checkpoints).get(name) {
+                    let region = write_checkpoint(bytes)?;
+                    region.pass_to_child(&mut cmd, self.fd_base - 3);
+                    cmd.env(ENV_RESTORE_FD, (self.fd_base - 3).to_string());
+                    restore = Some(region);
+                }
+            }
+        }
+        if let Some(c) = &self.control {
+            c.pass_to_child(&mut cmd, self.fd_base - 1);
+            cmd.env(ENV_CONTROL_FD, (self.fd_base - 1).to_string());
+        }
+        let mine: Vec<String> = self
+            .panics
+            .iter()
+            .filter(|_| panics_too || replace.is_none())
+            .filter(|(op, _)| {
+                m.operators
+                    .iter()
+                    .position(|o| &o.name == op)
+                    .is_some_and(|i| plan.op_proc[i] == p)
+            })
+            .map(|(op, call)| format!("{op}:{call}"))
+            .collect();
+        if !mine.is_empty() {
+            cmd.env(crate::recovery::ENV_CHAOS_PANICS, mine.join(";"));
+        }
+        self.slots.pass_to_child(&mut cmd, self.fd_base - 2);
+        cmd.env(ENV_SLOTS_FD, (self.fd_base - 2).to_string());
+        for (ri, r) in plan.rings.iter().enumerate() {
+            if plan.op_proc[r.producer] == p || plan.op_proc[r.consumer] == p {
+                self.rings[ri].pass_to_child(&mut cmd, self.fd_base + ri as i32);
+            }
+        }
+        // Workers live in a process group of their own, which the supervisor kills on failure
+        // (a terminal's Ctrl-C reaches only the supervisor, which stops them in order).
+        let mut ws = lock(&shared.workers);
+        if ws.iter().all(|w| w.exit.is_some()) {
+            // Nobody is left in the old group: the new worker leads a new one.
+            shared.pgid.store(0, Ordering::Release);
+        }
+        cmd.process_group(shared.pgid.load(Ordering::Acquire));
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start the worker of group \"{name}\": {e}"))?;
+        drop(restore);
+        let _ =
+            shared
+                .pgid
+                .compare_exchange(0, child.id() as i32, Ordering::AcqRel, Ordering::Acquire);
+        let worker = Worker {
+            group: name.clone(),
+            pidfd: pidfd_open(child.id()).ok(),
+            child,
+            exit: None,
+            control: None,
+            progress: vec![],
+            report: None,
+            failure: None,
+            data_error: false,
+            beat: (0, Instant::now()),
+            hung: None,
+            closed: false,
+            replaced: false,
+        };
+        let index = match replace {
+            Some(i) => {
+                ws[i] = worker;
+                i
+            }
+            None => {
+                ws.push(worker);
+                ws.len() - 1
+            }
+        };
+        drop(ws);
+        let sh = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("control:{name}"))
+            .spawn(move || serve_worker(sh, index, server))
+            .map_err(|e| format!("cannot start the control thread of group \"{name}\": {e}"))?;
+        Ok(index)
+    }
+}
+
+/// Restarts groups whose worker died, from their checkpoints, per their policy and the
+/// supervisor's strategy; runs until the watcher hangs up.
+fn restarter(
+    sh: Arc<Shared>,
+    spawner: Arc<Spawner>,
+    rx: std::sync::mpsc::Receiver<(usize, Failure)>,
+) {
+    while let Ok((index, f)) = rx.recv() {
+        restart_group(&sh, &spawner, index, f);
+        sh.restarting.fetch_sub(1, Ordering::AcqRel);
+        sh.changed.notify_all();
+    }
+}
+
+/// Gives up on the attempt: `f` becomes its failure (everything is killed), with `decision`
+/// already made about it.
+fn end_attempt(sh: &Shared, f: Failure, decision: Decision) {
+    *lock(&sh.decided) = Some(decision);
+    let mut ws = lock(&sh.workers);
+    sh.kill_locked(&mut ws);
+    *lock(&sh.fatal) = Some(f);
+    drop(ws);
+    sh.local.kill();
+}
+
+/// Waits until worker `i` has exited and its control channel is drained (its last
+/// checkpoint is in), at most `d`.
+fn wait_gone(sh: &Shared, i: usize, d: Duration) -> bool {
+    let deadline = Instant::now() + d;
+    let mut ws = lock(&sh.workers);
+    while !(ws[i].exit.is_some() && ws[i].closed) {
+        if Instant::now() > deadline {
+            return false;
+        }
+        ws = sh
+            .changed
+            .wait_timeout(ws, Duration::from_millis(10))
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
+}
+
+fn restart_group(sh: &Arc<Shared>, sp: &Spawner, index: usize, f: Failure) {
+    let (m, plan) = (&sp.m, &sp.plan);
+    let since = Instant::now();
+    wait_gone(sh, index, Duration::from_secs(2));
+    let policy = Policy::for_group(m, &f.group);
+    let decision = lock(&sh.restarts).decide(&f, &policy, Instant::now());
+    let delay = match decision {
+        Decision::Restart(d) => d,
+        Decision::Ignore => {
+            // A transient or temporary group shut down cleanly: its streams end where they are.
+            return;
+        }
+        Decision::GiveUp(msg) => {
+            let failure = Failure {
+                message: msg.clone(),
+                ..f
+            };
+            end_attempt(sh, failure, Decision::GiveUp(msg));
+            return;
+        }
+    };
+    // Which groups restart with it (OTP strategies, over groups in file order).
+    let p = plan.proc_index(&f.group).unwrap_or(0);
+    let set: Vec<usize> = match m.supervisor.strategy {
+        crate::manifest::schema::Strategy::OneForOne => vec![p],
+        crate::manifest::schema::Strategy::RestForOne => (p..plan.procs.len()).collect(),
+        crate::manifest::schema::Strategy::OneForAll => (1..plan.procs.len()).collect(),
+    };
+    tracing::warn!(
+        group = %f.group,
+        cause = f.cause.label(),
+        delay_ms = delay.as_millis() as u64,
+        restarting = %set.iter().map(|&q| plan.procs[q].as_str()).collect::<Vec<_>>().join(","),
+        "{}; restarting from the last checkpoint",
+        f.message.lines().next().unwrap_or_default()
+    );
+    if sh.wait_stop(delay) {
+        sh.kill();
+        return;
+    }
+    // The others of the set stop now (their ends are no failures).
+    let mut others = vec![];
+    {
+        let mut ws = lock(&sh.workers);
+        for &q in &set {
+            if let Some(i) = ws.iter().position(|w| w.group == plan.procs[q]) {
+                if i != index && ws[i].exit.is_none() {
+                    ws[i].replaced = true;
+                    // SAFETY: plain syscall on a child not yet reaped (exit is None under the lock).
+                    unsafe { libc::kill(ws[i].child.id() as libc::pid_t, libc::SIGKILL) };
+                }
+                others.push((q, i));
+            }
+        }
+    }
+    for &(_, i) in &others {
+        wait_gone(sh, i, Duration::from_secs(2));
+    }
+    // Can each resume? Its input rings must still hold what its checkpoint read up to.
+    let cps = lock(&sh.checkpoints).clone();
+    for &(q, _) in &others {
+        let cp = match cps
+            .get(&plan.procs[q])
+            .map(|b| crate::checkpoint::Checkpoint::from_bytes(b))
+        {
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                let f = Failure {
+                    message: format!("{}; {e}", f.message),
+                    ..f.clone()
+                };
+                end_attempt(sh, f, Decision::Restart(Duration::ZERO));
+                return;
+            }
+            None => None,
+        };
+        for (ri, r) in plan.rings.iter().enumerate() {
+            if plan.op_proc[r.consumer] != q {
+                continue;
+            }
+            let pos = cp.as_ref().and_then(|c| c.input(ri)).map_or(0, |i| i.pos);
+            let ok = Ring::state(&sp.rings[ri]).is_ok_and(|st| st.committed <= pos);
+            let producer_partial = set.contains(&plan.op_proc[r.producer])
+                && Ring::state(&sp.rings[ri]).is_ok_and(|st| st.partial);
+            if !ok || producer_partial {
+                let f = Failure {
+                    message: format!(
+                        "{}; stream \"{}\" no longer holds what group \"{}\" must read again: replaying the pipeline",
+                        f.message, r.stream, plan.procs[q]
+                    ),
+                    ..f.clone()
+                };
+                end_attempt(sh, f, Decision::Restart(Duration::ZERO));
+                return;
+            }
+        }
+    }
+    if sh.stop_requested() {
+        sh.kill();
+        return;
+    }
+    let mut started = vec![];
+    for &(q, i) in &others {
+        match sp.spawn(sh, q, Some(i), false) {
+            Ok(i) => started.push((plan.procs[q].clone(), i)),
+            Err(e) => {
+                let f = Failure {
+                    message: e.clone(),
+                    ..f.clone()
+                };
+                end_attempt(sh, f, Decision::GiveUp(e));
+                return;
+            }
+        }
+    }
+    // Recovered once every restarted worker said hello.
+    while !sh.stop_requested() && lock(&sh.fatal).is_none() {
+        let ws = lock(&sh.workers);
+        if started
+            .iter()
+            .all(|(_, i)| ws[*i].control.is_some() || ws[*i].exit.is_some())
+        {
+            break;
+        }
+        drop(ws);
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let took = since.elapsed();
+    tracing::info!(group = %f.group, ms = took.as_millis() as u64, "recovered");
+    lock(&sh.restarts).recovered(&f.group, took);
+}
+
 /// Accepts worker `index`'s control connection and handles its messages until it closes.
 fn serve_worker(sh: Arc<Shared>, index: usize, server: IpcOneShotServer<ToSupervisor>) {
     if let Ok((rx, first)) = server.accept() {
@@ -991,6 +1348,11 @@ fn record_message(sh: &Shared, index: usize, m: ToSupervisor) {
             if heartbeat != w.beat.0 {
                 w.beat = (heartbeat, Instant::now());
             }
+        }
+        ToSupervisor::Checkpoint { bytes } => {
+            let group = w.group.clone();
+            drop(ws);
+            lock(&sh.checkpoints).insert(group, bytes);
         }
         ToSupervisor::Done { report } => w.report = Some(report),
         ToSupervisor::Failed {
@@ -1036,42 +1398,93 @@ fn describe(group: &str, pid: u32, status: ExitStatus) -> String {
 /// Waits for every worker, woken by their pidfds the moment one exits. A worker that dies
 /// (a signal, a status other than 0 and 1) kills the others and stops the local run; one
 /// that exits 1 (an operator failed there, after draining) lets the others finish.
-fn watch(sh: Arc<Shared>, ignore_shutdown: Vec<String>) {
-    let pidfds: Vec<Option<OwnedFd>> = lock(&sh.workers)
-        .iter()
-        .map(|w| pidfd_open(w.child.id()).ok())
-        .collect();
+fn watch(
+    sh: Arc<Shared>,
+    ignore_shutdown: Vec<String>,
+    resumable: Vec<String>,
+    restart: std::sync::mpsc::Sender<(usize, Failure)>,
+) {
     loop {
-        let live: Vec<usize> = lock(&sh.workers)
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| w.exit.is_none())
-            .map(|(i, _)| i)
-            .collect();
+        let (live, fds, all_fds) = {
+            let ws = lock(&sh.workers);
+            let live: Vec<usize> = (0..ws.len()).filter(|&i| ws[i].exit.is_none()).collect();
+            let fds: Vec<i32> = live
+                .iter()
+                .filter_map(|&i| ws[i].pidfd.as_ref().map(|f| f.as_raw_fd()))
+                .collect();
+            let all = fds.len() == live.len();
+            (live, fds, all)
+        };
         if live.is_empty() {
-            return;
+            if sh.restarting.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
         }
-        let all_fds = live.iter().all(|&i| pidfds[i].is_some());
         {
             use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-            let mut fds: Vec<PollFd> = live
+            // SAFETY: these pidfds belong to workers not yet reaped; only this thread reaps
+            // them, and a worker's entry (and pidfd) is replaced only after it was reaped.
+            let borrowed: Vec<std::os::fd::BorrowedFd<'_>> = fds
                 .iter()
-                .filter_map(|&i| pidfds[i].as_ref())
-                .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+                .map(|&fd| unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) })
                 .collect();
-            // Without pidfds (an old kernel), fall back to polling every 20 ms.
-            let timeout = if all_fds { 1000u16 } else { 20 };
-            let _ = poll(&mut fds, PollTimeout::from(timeout));
+            let mut pfds: Vec<PollFd> = borrowed
+                .iter()
+                .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+                .collect();
+            // Without pidfds (an old kernel), fall back to polling every 20 ms; while a group
+            // restarts, new workers join the watch within 20 ms.
+            let restarting = sh.restarting.load(Ordering::Acquire) > 0;
+            let timeout = if all_fds && !restarting { 1000u16 } else { 20 };
+            let _ = poll(&mut pfds, PollTimeout::from(timeout));
         }
         let mut ws = lock(&sh.workers);
         let mut fatal = None;
         let mut exited_one = vec![];
         for &i in &live {
             let w = &mut ws[i];
+            if w.exit.is_some() {
+                continue;
+            }
             match w.child.try_wait() {
                 Ok(Some(status)) => {
                     w.exit = Some(status);
                     let pid = w.child.id();
+                    if w.replaced {
+                        // Killed to restart with another group: not a failure.
+                        continue;
+                    }
+                    // A worker stopped by a signal sent to it alone drained and ended its
+                    // streams: that is handled below, like a worker that exits 1.
+                    if resumable.contains(&w.group)
+                        && !matches!(status.code(), Some(1) | Some(130) | Some(143))
+                        && !status.success()
+                        && !sh.stop_requested()
+                        && lock(&sh.fatal).is_none()
+                    {
+                        let f = match w.hung {
+                            Some(t) => Failure {
+                                group: w.group.clone(),
+                                cause: Cause::Hung,
+                                message: format!(
+                                    "process group \"{}\" (pid {pid}) made no progress for {t:?} (heartbeat_timeout) and was killed",
+                                    w.group
+                                ),
+                            },
+                            None => Failure {
+                                group: w.group.clone(),
+                                cause: Cause::Crashed,
+                                message: describe(&w.group, pid, status),
+                            },
+                        };
+                        sh.restarting.fetch_add(1, Ordering::AcqRel);
+                        if restart.send((i, f)).is_err() {
+                            sh.restarting.fetch_sub(1, Ordering::AcqRel);
+                        }
+                        continue;
+                    }
                     // Stopped cleanly by a signal sent to it alone (not by the supervisor).
                     let shutdown =
                         matches!(status.code(), Some(130) | Some(143)) && !sh.stop_requested();
@@ -1251,6 +1664,33 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
+/// A region holding a checkpoint: its length (u64, little-endian), then its bytes.
+fn write_checkpoint(bytes: &[u8]) -> Result<ShmRegion, String> {
+    let region = ShmRegion::create("tributary-checkpoint", bytes.len() + 8)
+        .map_err(|e| format!("cannot hand over the checkpoint: {e}"))?;
+    // SAFETY: the fresh region is at least len + 8 bytes long and mapped only here.
+    unsafe {
+        let p = region.as_ptr();
+        std::ptr::copy_nonoverlapping((bytes.len() as u64).to_le_bytes().as_ptr(), p, 8);
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), p.add(8), bytes.len());
+    }
+    Ok(region)
+}
+
+/// Reads what [`write_checkpoint`] wrote.
+fn read_checkpoint(region: &ShmRegion) -> Result<crate::checkpoint::Checkpoint, String> {
+    if region.len() < 8 {
+        return Err("checkpoint: region too small".into());
+    }
+    // SAFETY: the region is mapped and at least 8 bytes long; nothing writes it any more.
+    let all = unsafe { std::slice::from_raw_parts(region.as_ptr(), region.len()) };
+    let n = u64::from_le_bytes(all[..8].try_into().expect("8 bytes")) as usize;
+    let bytes = all
+        .get(8..8 + n)
+        .ok_or("checkpoint: length beyond the region")?;
+    crate::checkpoint::Checkpoint::from_bytes(bytes)
+}
+
 fn env_fd(name: &str) -> Result<Option<i32>, String> {
     match std::env::var(name) {
         Ok(v) => v
@@ -1343,12 +1783,53 @@ pub fn run_worker_with(path: &Path, group: &str, reg: &Registry) -> Result<(), S
         )),
         None => None,
     };
+    // Checkpoints: taken when the supervisor asks for them; a restarted worker resumes.
+    let checkpoints = match std::env::var(ENV_CHECKPOINT_MS) {
+        Ok(ms) => {
+            let every = ms
+                .parse::<u64>()
+                .map_err(|_| format!("{ENV_CHECKPOINT_MS}={ms} is not a number of milliseconds"))?;
+            let restore = match env_fd(ENV_RESTORE_FD)? {
+                Some(fd) => {
+                    // SAFETY: the supervisor handed this descriptor to this process alone.
+                    let region = ShmRegion::from_fd(unsafe { OwnedFd::from_raw_fd(fd) })
+                        .map_err(|e| format!("checkpoint: {e}"))?;
+                    Some(read_checkpoint(&region)?)
+                }
+                None => None,
+            };
+            Some((
+                Duration::from_millis(every.max(1)),
+                crate::manifest::build::CheckpointSetup {
+                    quiesce: crate::checkpoint::Quiesce::new(),
+                    resume: std::env::var_os(ENV_RESUME).is_some(),
+                    restore,
+                },
+            ))
+        }
+        Err(_) => None,
+    };
+    let every = checkpoints.as_ref().map(|c| c.0);
     let mut res = ProcResources {
         rings,
         control,
         slots,
+        checkpoints: checkpoints.map(|c| c.1),
     };
-    let part = build_local(&m, &plan, proc, &mut res, reg).map_err(|e| e.to_string())?;
+    let mut part = build_local(&m, &plan, proc, &mut res, reg).map_err(|e| e.to_string())?;
+    if let (Some(every), Some(c), Some(tx)) = (every, &res.checkpoints, to_sup.clone()) {
+        let q = c.quiesce.clone();
+        let send: Box<dyn Fn(&crate::checkpoint::Checkpoint) -> bool + Send> =
+            Box::new(move |ck| {
+                tx.send(ToSupervisor::Checkpoint {
+                    bytes: ck.to_bytes(),
+                })
+                .is_ok()
+            });
+        part.graph.on_start(Box::new(move || {
+            actix::spawn(crate::checkpoint::coordinate(q, every, send));
+        }));
+    }
     local.set(part.graph.stop_handle());
     let done = Arc::new(Done::default());
     let mut graph = part.graph;

@@ -1,0 +1,407 @@
+//! Checkpoints of a worker process: its operators' states at a stream position, so that a
+//! worker that dies restarts from there instead of from the sources.
+//!
+//! A checkpoint is taken at a quiet point of the process: its sources and its ring readers
+//! pause (readers at a frame boundary), every operator finishes what it holds, and every
+//! ring writer has put what it was given into its ring. Then the checkpoint holds
+//! - each operator's state ([`crate::Operator::snapshot`]), which inputs ended, whether it is
+//!   done, its counts;
+//! - for each ring into the process, the byte position read up to (and whether its end was
+//!   read);
+//! - for each ring out of the process, the elements written into it so far.
+//!
+//! The worker sends it to the supervisor, and only then commits the readers' positions:
+//! rings into the process retain every byte read since the last commit (the producer waits
+//! when the ring is full of them), so a restarted worker reads again from its checkpoint.
+//! Its ring writers skip the elements their ring already holds, so nothing is duplicated
+//! downstream. Everything runs on the worker's one runtime thread, so the quiet point is
+//! checked between the actors' turns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::link::local::{End, Waker};
+use crate::operator::OpResult;
+use crate::shm::RingCommit;
+
+/// One operator's part of a checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NodeCkpt {
+    /// The operator's snapshot (None: it has no state).
+    pub state: Option<Vec<u8>>,
+    /// Which inputs had ended.
+    pub ended: Vec<bool>,
+    /// The operator had finished (its end work done, its outputs closed).
+    pub done: bool,
+    /// Elements emitted per output.
+    pub counts: Vec<u64>,
+    /// Elements taken from the inputs.
+    pub consumed: u64,
+}
+
+/// Where a ring into the process was read up to.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct InputPos {
+    /// The ring (its index in the plan).
+    pub ring: usize,
+    /// Bytes read (a frame boundary).
+    pub pos: u64,
+    /// The end of the stream was read (`Some(cycle)`).
+    pub end: Option<bool>,
+}
+
+/// A worker's checkpoint.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Its number within the worker's life.
+    pub seq: u64,
+    /// Every operator of the worker's graph, by node index.
+    pub nodes: Vec<NodeCkpt>,
+    /// Rings into the process.
+    pub inputs: Vec<InputPos>,
+    /// Rings out of the process: (ring, elements written).
+    pub outputs: Vec<(usize, u64)>,
+}
+
+impl Checkpoint {
+    /// Encodes it for the supervisor (and the restarted worker).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+    }
+
+    /// Decodes what [`Checkpoint::to_bytes`] made.
+    pub fn from_bytes(b: &[u8]) -> Result<Self, String> {
+        bincode::serde::decode_from_slice(b, bincode::config::standard())
+            .map(|x| x.0)
+            .map_err(|e| format!("corrupt checkpoint: {e}"))
+    }
+
+    /// Where ring `ring` into the process was read up to.
+    pub fn input(&self, ring: usize) -> Option<&InputPos> {
+        self.inputs.iter().find(|i| i.ring == ring)
+    }
+
+    /// Elements written into ring `ring` out of the process.
+    pub fn output(&self, ring: usize) -> Option<u64> {
+        self.outputs.iter().find(|o| o.0 == ring).map(|o| o.1)
+    }
+}
+
+/// Asks an operator's actor for its part of a checkpoint.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct TakeCheckpoint(pub tokio::sync::oneshot::Sender<OpResult<NodeCkpt>>);
+
+/// What the coordinator knows of one operator.
+struct NodeHook {
+    /// Its actor, while it runs.
+    addr: Option<Recipient<TakeCheckpoint>>,
+    /// True while it holds work: outputs that did not fit, a batch to retry.
+    holding: Arc<AtomicBool>,
+    /// True when its inputs are all empty.
+    inputs_empty: Box<dyn Fn() -> bool + Send>,
+    /// Its last word once it finished.
+    last: Option<NodeCkpt>,
+}
+
+/// The pause that lets a worker reach a quiet point, and what the coordinator needs of every
+/// operator, reader and writer of the process.
+#[derive(Default)]
+pub struct Quiesce {
+    paused: AtomicBool,
+    /// Sources that found the pause on, to wake when it ends.
+    parked: Mutex<Vec<Waker>>,
+    resume: tokio::sync::Notify,
+    /// A reader retains more than half its ring: checkpoint soon.
+    wanted: AtomicBool,
+    nodes: Mutex<Vec<Option<NodeHook>>>,
+    readers: Mutex<Vec<Arc<ReadControl>>>,
+    writers: Mutex<Vec<Arc<dyn WriterStatus>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Quiesce {
+    /// A new, unpaused one.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Quiesce::default())
+    }
+
+    /// True while a checkpoint is being taken (sources and readers wait).
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
+
+    /// A source found the pause on: `w` wakes it when it ends.
+    pub(crate) fn park(&self, w: Waker) {
+        lock(&self.parked).push(w);
+    }
+
+    /// Waits (in a task) until the pause is off.
+    pub(crate) async fn wait_resume(&self) {
+        loop {
+            let mut n = std::pin::pin!(self.resume.notified());
+            n.as_mut().enable();
+            if !self.paused() {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    fn pause(&self) {
+        self.paused.store(true, Ordering::SeqCst);
+    }
+
+    fn unpause(&self) {
+        self.paused.store(false, Ordering::SeqCst);
+        self.resume.notify_waiters();
+        let parked = std::mem::take(&mut *lock(&self.parked));
+        for w in parked {
+            w();
+        }
+    }
+
+    /// Asks for a checkpoint soon (a reader's retained bytes fill half its ring).
+    pub(crate) fn want(&self) {
+        self.wanted.store(true, Ordering::Relaxed);
+    }
+
+    /// Registers operator `id`'s actor.
+    pub(crate) fn register_node(
+        &self,
+        id: usize,
+        addr: Recipient<TakeCheckpoint>,
+        holding: Arc<AtomicBool>,
+        inputs_empty: Box<dyn Fn() -> bool + Send>,
+    ) {
+        let mut nodes = lock(&self.nodes);
+        if nodes.len() <= id {
+            nodes.resize_with(id + 1, || None);
+        }
+        nodes[id] = Some(NodeHook {
+            addr: Some(addr),
+            holding,
+            inputs_empty,
+            last: None,
+        });
+    }
+
+    /// Operator `id` finished: `last` is its part of every later checkpoint.
+    pub(crate) fn node_done(&self, id: usize, last: NodeCkpt) {
+        if let Some(Some(h)) = lock(&self.nodes).get_mut(id) {
+            h.addr = None;
+            h.last = Some(last);
+        }
+    }
+
+    /// Registers a ring reader of the process.
+    pub(crate) fn add_reader(&self, r: Arc<ReadControl>) {
+        lock(&self.readers).push(r);
+    }
+
+    /// Registers a ring writer of the process.
+    pub(crate) fn add_writer(&self, w: Arc<dyn WriterStatus>) {
+        lock(&self.writers).push(w);
+    }
+
+    /// True at a quiet point (call on the runtime thread, between the actors' turns).
+    fn quiet(&self) -> bool {
+        lock(&self.nodes)
+            .iter()
+            .flatten()
+            .all(|h| h.last.is_some() || (!h.holding.load(Ordering::Acquire) && (h.inputs_empty)()))
+            && lock(&self.readers).iter().all(|r| r.settled().is_some())
+            && lock(&self.writers).iter().all(|w| w.idle())
+    }
+
+    /// Every operator's part, at a quiet point.
+    async fn nodes(&self) -> Result<Vec<NodeCkpt>, String> {
+        let asks: Vec<(usize, Result<NodeCkpt, Recipient<TakeCheckpoint>>)> = lock(&self.nodes)
+            .iter()
+            .enumerate()
+            .map(|(i, h)| match h {
+                None => (i, Ok(NodeCkpt::default())),
+                Some(h) => match (&h.last, &h.addr) {
+                    (Some(l), _) => (i, Ok(l.clone())),
+                    (None, Some(a)) => (i, Err(a.clone())),
+                    (None, None) => (i, Ok(NodeCkpt::default())),
+                },
+            })
+            .collect();
+        let mut out = Vec::with_capacity(asks.len());
+        for (i, ask) in asks {
+            match ask {
+                Ok(c) => out.push(c),
+                Err(addr) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    addr.do_send(TakeCheckpoint(tx));
+                    match rx.await {
+                        Ok(Ok(c)) => out.push(c),
+                        Ok(Err(e)) => return Err(e.message),
+                        // It finished meanwhile: its last word is there now.
+                        Err(_) => {
+                            match lock(&self.nodes)[i].as_ref().and_then(|h| h.last.clone()) {
+                                Some(c) => out.push(c),
+                                None => return Err(format!("operator {i} went away")),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A ring writer's side of a checkpoint.
+pub(crate) trait WriterStatus: Send + Sync {
+    /// The ring (its index in the plan).
+    fn ring(&self) -> usize;
+    /// True when everything given to it is in its ring.
+    fn idle(&self) -> bool;
+    /// Elements in complete frames in its ring.
+    fn elems(&self) -> u64;
+}
+
+/// A ring reader's side of a checkpoint: it parks at a frame boundary while the process is
+/// paused, and says where.
+pub struct ReadControl {
+    ring: usize,
+    /// The position it is settled at (a frame boundary, nothing pending), or [`BUSY`].
+    state: AtomicU64,
+    ended: Mutex<Option<bool>>,
+    commit: RingCommit,
+    pub(crate) quiesce: Arc<Quiesce>,
+}
+
+const BUSY: u64 = u64::MAX;
+
+impl ReadControl {
+    /// The control of the reader of ring `ring`, committing through `commit`.
+    pub(crate) fn new(ring: usize, commit: RingCommit, quiesce: Arc<Quiesce>) -> Arc<Self> {
+        Arc::new(ReadControl {
+            ring,
+            state: AtomicU64::new(BUSY),
+            ended: Mutex::new(None),
+            commit,
+            quiesce,
+        })
+    }
+
+    /// The reader is at `pos`, a frame boundary, with nothing pending.
+    pub(crate) fn settle(&self, pos: u64) {
+        self.state.store(pos, Ordering::SeqCst);
+    }
+
+    /// The reader is about to read.
+    pub(crate) fn busy(&self) {
+        self.state.store(BUSY, Ordering::SeqCst);
+    }
+
+    /// The reader read the end of the stream, which ends at `pos`.
+    pub(crate) fn ended(&self, pos: u64, cycle: bool) {
+        *lock(&self.ended) = Some(cycle);
+        self.settle(pos);
+    }
+
+    fn settled(&self) -> Option<u64> {
+        let s = self.state.load(Ordering::SeqCst);
+        (s != BUSY).then_some(s)
+    }
+}
+
+/// Runs the checkpoints of a worker (a task on its runtime thread): every `every`, or sooner
+/// when a reader asks, until the process finishes. `send` hands each checkpoint to the
+/// supervisor and returns false if it could not.
+pub(crate) async fn coordinate(
+    q: Arc<Quiesce>,
+    every: Duration,
+    send: Box<dyn Fn(&Checkpoint) -> bool + Send>,
+) {
+    let mut seq = 0u64;
+    let mut last = Instant::now();
+    loop {
+        actix::clock::sleep(Duration::from_millis(2).min(every)).await;
+        if last.elapsed() < every && !q.wanted.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        last = Instant::now();
+        q.pause();
+        let taken = take(&q, seq).await;
+        match taken {
+            Ok(Some(c)) => {
+                if !send(&c) {
+                    q.unpause();
+                    return;
+                }
+                seq += 1;
+                for r in lock(&q.readers).iter() {
+                    if let Some(pos) = c.input(r.ring).map(|i| i.pos) {
+                        r.commit.commit(pos);
+                    }
+                }
+                tracing::trace!(seq, "checkpoint taken");
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!("checkpoint skipped: {e}"),
+        }
+        q.unpause();
+        let all_done = lock(&q.nodes).iter().flatten().all(|h| h.last.is_some());
+        if all_done {
+            return;
+        }
+    }
+}
+
+/// Waits for the quiet point (up to a second) and takes the checkpoint; None if the point
+/// was not reached in time.
+async fn take(q: &Quiesce, seq: u64) -> Result<Option<Checkpoint>, String> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut spins = 0u32;
+    while !q.quiet() {
+        if Instant::now() > deadline {
+            return Ok(None);
+        }
+        spins += 1;
+        if spins < 64 {
+            tokio::task::yield_now().await;
+        } else {
+            actix::clock::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let nodes = q.nodes().await?;
+    // Positions only after the operators answered: nothing moved meanwhile (paused, quiet).
+    let mut inputs = vec![];
+    for r in lock(&q.readers).iter() {
+        let Some(pos) = r.settled() else {
+            return Ok(None);
+        };
+        inputs.push(InputPos {
+            ring: r.ring,
+            pos,
+            end: *lock(&r.ended),
+        });
+    }
+    let outputs = lock(&q.writers)
+        .iter()
+        .map(|w| (w.ring(), w.elems()))
+        .collect();
+    Ok(Some(Checkpoint {
+        seq,
+        nodes,
+        inputs,
+        outputs,
+    }))
+}
+
+/// An end read from a ring, as a link end.
+pub(crate) fn end_of(cycle: bool) -> End {
+    End { cycle }
+}
