@@ -119,6 +119,8 @@ pub struct Quiesce {
     /// A reader retains more than half its ring: checkpoint soon.
     wanted: AtomicBool,
     nodes: Mutex<Vec<Option<NodeHook>>>,
+    /// No more checkpoints will be taken: readers stop retaining.
+    finished: AtomicBool,
     readers: Mutex<Vec<Arc<ReadControl>>>,
     writers: Mutex<Vec<Arc<dyn WriterStatus>>>,
 }
@@ -165,6 +167,19 @@ impl Quiesce {
         let parked = std::mem::take(&mut *lock(&self.parked));
         for w in parked {
             w();
+        }
+    }
+
+    /// True once no more checkpoints will be taken (readers then stop retaining).
+    pub(crate) fn finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+
+    /// No more checkpoints: release what every reader holds, and let them stop retaining.
+    fn finish(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        for r in lock(&self.readers).iter() {
+            r.commit.commit(r.read.load(Ordering::SeqCst));
         }
     }
 
@@ -276,6 +291,8 @@ pub struct ReadControl {
     ring: usize,
     /// The position it is settled at (a frame boundary, nothing pending), or [`BUSY`].
     state: AtomicU64,
+    /// What it had read when it last went to sleep.
+    read: AtomicU64,
     ended: Mutex<Option<bool>>,
     commit: RingCommit,
     pub(crate) quiesce: Arc<Quiesce>,
@@ -289,6 +306,7 @@ impl ReadControl {
         Arc::new(ReadControl {
             ring,
             state: AtomicU64::new(BUSY),
+            read: AtomicU64::new(0),
             ended: Mutex::new(None),
             commit,
             quiesce,
@@ -298,6 +316,11 @@ impl ReadControl {
     /// The reader is at `pos`, a frame boundary, with nothing pending.
     pub(crate) fn settle(&self, pos: u64) {
         self.state.store(pos, Ordering::SeqCst);
+    }
+
+    /// The reader goes to sleep having read up to `pos`.
+    pub(crate) fn sleeping_at(&self, pos: u64) {
+        self.read.store(pos, Ordering::SeqCst);
     }
 
     /// The reader is about to read.
@@ -325,6 +348,13 @@ pub(crate) async fn coordinate(
     every: Duration,
     send: Box<dyn Fn(&Checkpoint) -> bool + Send>,
 ) {
+    struct Finish<'a>(&'a Quiesce);
+    impl Drop for Finish<'_> {
+        fn drop(&mut self) {
+            self.0.finish();
+        }
+    }
+    let _finish = Finish(&q);
     let mut seq = 0u64;
     let mut last = Instant::now();
     loop {

@@ -623,7 +623,8 @@ impl ReaderBell {
             // abstract socket can send to it); the others' descriptors are closed.
             // SAFETY: getuid cannot fail and takes no pointers.
             let ours = sender_uid == Some(unsafe { libc::getuid() });
-            if let (true, None, Some(fd)) = (ours, &self.event, received.into_iter().next()) {
+            // A second one comes from a writer restarted after a crash: it rings that one now.
+            if let (true, Some(fd)) = (ours, received.into_iter().next()) {
                 fresh = fd.try_clone().ok();
                 self.event = Some(fd);
             }
@@ -1829,5 +1830,64 @@ mod tests {
             Err(ShmError::Eof { done: 0 })
         ));
         assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_retaining_reader_holds_the_writer_back_until_it_commits() {
+        let region = Arc::new(Ring::create_region(64).unwrap());
+        let mut w = Ring::writer_from_shared(region.clone()).unwrap();
+        let mut r = Ring::reader_from_shared(region).unwrap();
+        r.set_retain(true);
+        assert!(w.try_write_whole(&[7; 48]).unwrap());
+        let mut buf = [0u8; 48];
+        assert_eq!(r.try_read(&mut buf), 48);
+        // Read, but not committed: the bytes are still held, so 17 more do not fit.
+        assert_eq!(r.retained(), 48);
+        assert!(!w.try_write_whole(&[8; 17]).unwrap());
+        r.committer().commit(r.position());
+        assert_eq!(r.retained(), 0);
+        assert!(w.try_write_whole(&[8; 17]).unwrap());
+    }
+
+    #[test]
+    fn a_restarted_reader_reads_again_from_its_checkpoint_and_a_restarted_writer_after_the_last_whole_frame(
+    ) {
+        let region = Ring::create_region(256).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let mut w = Ring::writer_from_region(dup(&region)).unwrap();
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        r.set_retain(true);
+        w.try_write_whole(&[1; 10]).unwrap();
+        w.end_frame(2);
+        w.try_write_whole(&[2; 10]).unwrap();
+        w.end_frame(3);
+        let mut buf = [0u8; 10];
+        r.read_exact(&mut buf).unwrap();
+        let checkpoint = r.position();
+        r.committer().commit(checkpoint);
+        r.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [2; 10]);
+        // The writer dies inside a frame; the reader dies after reading past its checkpoint.
+        w.try_write(&[3; 4]).unwrap();
+        std::mem::forget(w);
+        std::mem::forget(r);
+        let st = Ring::state(&region).unwrap();
+        assert_eq!((st.elems, st.partial, st.committed), (5, true, 10));
+        let mut w = Ring::writer_resume(dup(&region)).unwrap();
+        assert_eq!(w.elems_written(), 5);
+        w.try_write_whole(&[4; 6]).unwrap();
+        w.end_frame(1);
+        assert!(!Ring::state(&region).unwrap().partial);
+        // Reading again from the checkpoint: the second frame, then the new one (the partial
+        // frame's bytes were overwritten).
+        assert!(
+            Ring::reader_resume(dup(&region), 0).is_err(),
+            "before the commit"
+        );
+        let mut r = Ring::reader_resume(dup(&region), checkpoint).unwrap();
+        let mut got = [0u8; 16];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(&got[..10], &[2; 10]);
+        assert_eq!(&got[10..], &[4; 6]);
     }
 }

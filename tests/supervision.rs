@@ -115,7 +115,9 @@ fn killed_workers_are_restarted_and_the_outputs_are_those_of_a_run_without_failu
         );
         assert_eq!(code, Some(0), "{err}");
         assert!(err.contains("chaos: killed the worker"), "no kill: {err}");
-        assert!(err.contains("restarting the pipeline"), "{err}");
+        // Each killed group alone comes back from its last checkpoint.
+        assert!(err.contains("restarting from the last checkpoint"), "{err}");
+        assert!(!err.contains("restarting the pipeline"), "{err}");
         assert!(err.contains("restart(s) (crashed"), "no summary: {err}");
         assert_eq!(file, expected(), "the file differs (seed {seed})");
         assert_eq!(stdout, expected(), "standard output differs (seed {seed})");
@@ -222,20 +224,22 @@ path = "out/w.jsonl"
     assert_eq!(file, "1\n2\n");
 }
 
-#[test]
-fn a_source_that_cannot_replay_is_not_restarted() {
-    let dir = tempfile::tempdir().unwrap();
-    let m = write_manifest(
-        dir.path(),
-        r#"
+/// A command as a source feeding group "a", which doubles the numbers into a file; the command
+/// runs in group `SRC_GROUP` (empty: in the supervisor).
+const EXEC_SOURCE: &str = r#"
 [[group]]
 name = "a"
+backoff = ["20ms", "200ms"]
+
+[[group]]
+name = "s"
 
 [[operator]]
 name = "src"
 op = "source.exec"
-command = ["sh", "-c", "i=0; while true; do echo $i; i=$((i+1)); sleep 0.01; done"]
+command = ["sh", "-c", "i=0; while [ $i -lt 400 ]; do echo $i; i=$((i+1)); sleep 0.002; done"]
 out = "x"
+SRC_GROUP
 
 [[operator]]
 name = "inc"
@@ -250,7 +254,16 @@ name = "file"
 op = "sink.file"
 in = "y"
 path = "out/w.jsonl"
-"#,
+"#;
+
+#[test]
+fn a_group_whose_source_cannot_replay_is_not_restarted() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(
+        dir.path(),
+        &EXEC_SOURCE
+            .replace("SRC_GROUP", "group = \"a\"")
+            .replace("$i -lt 400", "1 -eq 1"),
     );
     let (code, _, err, _) = run(&m, &["--chaos-kills", "1", "--chaos-every", "300ms"]);
     assert_eq!(code, Some(1), "{err}");
@@ -259,6 +272,148 @@ path = "out/w.jsonl"
         "{err}"
     );
     assert_no_process_of(&m);
+}
+
+#[test]
+fn a_group_downstream_of_a_source_that_cannot_replay_restarts_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    // The command runs in the supervisor; only group "a" (and "s", idle) can be killed.
+    let m = write_manifest(dir.path(), &EXEC_SOURCE.replace("SRC_GROUP", ""));
+    let (code, _, err, file) = run(
+        &m,
+        &[
+            "--chaos-kills",
+            "2",
+            "--chaos-every",
+            "250ms",
+            "--chaos-seed",
+            "7",
+        ],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("restarting from the last checkpoint"), "{err}");
+    let want: String = (1..=400).map(|i| format!("{i}\n")).collect();
+    assert_eq!(file, want, "lost or repeated elements: {err}");
+    assert_no_process_of(&m);
+}
+
+/// A manifest of four groups in a chain, source to file, with `strategy`.
+fn chain(strategy: &str) -> String {
+    format!(
+        r#"
+[supervisor]
+strategy = "{strategy}"
+
+[[group]]
+name = "g1"
+backoff = ["20ms", "20ms"]
+[[group]]
+name = "g2"
+backoff = ["20ms", "20ms"]
+[[group]]
+name = "g3"
+backoff = ["20ms", "20ms"]
+[[group]]
+name = "g4"
+backoff = ["20ms", "20ms"]
+
+[[operator]]
+name = "src"
+op = "source.range"
+start = 0
+end = 3000
+interval = "200us"
+out = "x"
+group = "g1"
+
+[[operator]]
+name = "acc"
+op = "map_element"
+in = "x"
+out = "y"
+fn = "[x + state, state + 1]"
+state = 0
+group = "g2"
+
+[[operator]]
+name = "win"
+op = "map_window"
+in = "y"
+out = "w"
+window = 10
+step = 3
+agg = "sum"
+group = "g3"
+
+[[operator]]
+name = "file"
+op = "sink.file"
+in = "w"
+path = "out/w.jsonl"
+group = "g4"
+"#
+    )
+}
+
+/// The groups a log line says were restarted with the one that failed.
+fn restarted_sets(err: &str) -> Vec<String> {
+    err.lines()
+        .filter_map(|l| l.split("restarting=").nth(1))
+        .map(|s| s.split_whitespace().next().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn the_strategy_says_which_groups_restart_with_the_failed_one_and_outputs_do_not_change() {
+    let dir = tempfile::tempdir().unwrap();
+    for (strategy, seed) in [
+        ("one_for_one", "11"),
+        ("rest_for_one", "12"),
+        ("one_for_all", "13"),
+    ] {
+        let m = write_manifest(dir.path(), &chain(strategy));
+        let (code, _, err, file) = run(
+            &m,
+            &[
+                "--chaos-kills",
+                "3",
+                "--chaos-every",
+                "150ms",
+                "--chaos-seed",
+                seed,
+            ],
+        );
+        assert_eq!(code, Some(0), "{strategy}: {err}");
+        let sets = restarted_sets(&err);
+        assert!(!sets.is_empty(), "{strategy}: no restart: {err}");
+        for line in err.lines().filter(|l| l.contains("restarting=")) {
+            let failed = line
+                .split("group=")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .unwrap();
+            let set = line
+                .split("restarting=")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            let k: usize = failed[1..].parse().unwrap();
+            let want: Vec<String> = match strategy {
+                "one_for_one" => vec![failed.to_string()],
+                "rest_for_one" => (k..=4).map(|i| format!("g{i}")).collect(),
+                _ => (1..=4).map(|i| format!("g{i}")).collect(),
+            };
+            assert_eq!(set, want.join(","), "{strategy}: {line}");
+        }
+        assert_eq!(
+            file,
+            expected_for(3000),
+            "{strategy}: the file differs: {err}"
+        );
+        assert_no_process_of(&m);
+    }
 }
 
 #[test]

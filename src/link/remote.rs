@@ -680,9 +680,12 @@ struct ReadSide {
 
 impl Drop for ReadSide {
     fn drop(&mut self) {
-        let Some(ring) = self.ring.take() else {
+        let Some(mut ring) = self.ring.take() else {
             return;
         };
+        // No checkpoint will commit what is read from here on.
+        ring.set_retain(false);
+        ring.release();
         let link = self.frames.link.clone();
         if self.ended.is_some() {
             // Nothing left to read: the end was read before the restart.
@@ -854,7 +857,7 @@ async fn read_loop<T: Element>(
     let mut frames_this_turn = 0;
     let mut rung = 0;
     let mut drain_now = false;
-    let ctl = side.ctl.clone();
+    let mut ctl = side.ctl.clone();
     loop {
         if !flush(links, &mut pending) {
             // A consumer's link is full: stop reading (the ring fills, the producer waits)
@@ -864,6 +867,12 @@ async fn read_loop<T: Element>(
         }
         let at_boundary = side.frames.at_boundary();
         let ring = side.ring.as_mut().expect("reader not yet handed off");
+        if ctl.as_ref().is_some_and(|c| c.quiesce.finished()) {
+            // No more checkpoints in this process: read as any reader does.
+            ring.set_retain(false);
+            ring.release();
+            ctl = None;
+        }
         if let Some(c) = &ctl {
             c.busy();
             if at_boundary && c.quiesce.paused() {
@@ -905,6 +914,10 @@ async fn read_loop<T: Element>(
             Step::Empty => {
                 frames_this_turn = 0;
                 if let Some(c) = &ctl {
+                    c.sleeping_at(ring.position());
+                    if c.quiesce.finished() {
+                        continue;
+                    }
                     if at_boundary && pending.iter().all(Vec::is_empty) {
                         c.settle(ring.position());
                     } else if ring.retained() * 2 >= ring.capacity() as u64 {

@@ -1452,6 +1452,7 @@ fn watch(
                 Ok(Some(status)) => {
                     w.exit = Some(status);
                     let pid = w.child.id();
+                    tracing::debug!(group = %w.group, pid, %status, "worker exited");
                     if w.replaced {
                         // Killed to restart with another group: not a failure.
                         continue;
