@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -335,8 +335,6 @@ struct Worker {
 struct Shared {
     workers: Mutex<Vec<Worker>>,
     changed: Condvar,
-    /// The workers' process group (0 before the first worker starts).
-    pgid: AtomicI32,
     /// A worker died (or could not be waited for): the attempt failed, everything was killed.
     fatal: Mutex<Option<Failure>>,
     /// A person (a signal) or the embedding application asked the run to stop.
@@ -357,7 +355,6 @@ impl Shared {
     /// Forgets the previous attempt's workers (all reaped) before the next one starts.
     fn reset(&self) {
         lock(&self.workers).clear();
-        self.pgid.store(0, Ordering::Release);
         *lock(&self.fatal) = None;
         *lock(&self.decided) = None;
         // A replay starts every group afresh: older checkpoints do not apply.
@@ -403,12 +400,8 @@ impl Shared {
 
     /// Kills every worker that is still running (callers hold the workers' lock).
     fn kill_locked(&self, workers: &mut [Worker]) {
-        if workers.iter().any(|w| w.exit.is_none()) {
-            let pgid = self.pgid.load(Ordering::Acquire);
-            if pgid > 0 {
-                // SAFETY: plain syscall; the group still has an unreaped member, so its id is ours.
-                unsafe { libc::killpg(pgid, libc::SIGKILL) };
-            }
+        for w in workers.iter_mut() {
+            kill_group_of(w);
         }
         for w in workers.iter_mut().filter(|w| w.exit.is_none()) {
             let _ = w.child.kill();
@@ -815,10 +808,8 @@ fn run_attempt(
     }
     attempt_done.set();
     // What the workers started themselves (commands of exec nodes) ends with the attempt.
-    let pgid = shared.pgid.load(Ordering::Acquire);
-    if pgid > 0 {
-        // SAFETY: plain syscall; the group is the one this attempt's workers were put in.
-        unsafe { libc::killpg(pgid, libc::SIGKILL) };
+    for w in lock(&shared.workers).iter_mut() {
+        kill_group_of(w);
     }
     if let Some(c) = chaos {
         let _ = c.join();
@@ -1078,23 +1069,20 @@ impl Spawner {
                 self.rings[ri].pass_to_child(&mut cmd, self.fd_base + ri as i32);
             }
         }
-        // Workers live in a process group of their own, which the supervisor kills on failure
-        // (a terminal's Ctrl-C reaches only the supervisor, which stops them in order).
-        let mut ws = lock(&shared.workers);
-        if ws.iter().all(|w| w.exit.is_some()) {
-            // Nobody is left in the old group: the new worker leads a new one.
-            shared.pgid.store(0, Ordering::Release);
-        }
-        cmd.process_group(shared.pgid.load(Ordering::Acquire));
+        // Each worker leads a process group of its own, with the commands it starts, which the
+        // supervisor kills when the worker ends (a terminal's Ctrl-C reaches only the
+        // supervisor, which stops them in order).
+        cmd.process_group(0);
         die_with_parent(&mut cmd);
+        let mut ws = lock(&shared.workers);
+        if let Some(old) = replace.and_then(|i| ws.get_mut(i)) {
+            // What the worker it replaces started dies with it.
+            kill_group_of(old);
+        }
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start the worker of group \"{name}\": {e}"))?;
         drop(restore);
-        let _ =
-            shared
-                .pgid
-                .compare_exchange(0, child.id() as i32, Ordering::AcqRel, Ordering::Acquire);
         let worker = Worker {
             group: name.clone(),
             pidfd: pidfd_open(child.id()).ok(),
@@ -1128,6 +1116,13 @@ impl Spawner {
             .map_err(|e| format!("cannot start the control thread of group \"{name}\": {e}"))?;
         Ok(index)
     }
+}
+
+/// Kills the process group that worker `w` leads: its leftovers (commands of exec nodes), or
+/// the worker itself while it runs.
+fn kill_group_of(w: &mut Worker) {
+    // SAFETY: plain syscall; the group id is the worker's pid, which leads its own group.
+    unsafe { libc::killpg(w.child.id() as libc::pid_t, libc::SIGKILL) };
 }
 
 /// Restarts groups whose worker died, from their checkpoints, per their policy and the
