@@ -1249,9 +1249,10 @@ fn restart_group(sh: &Arc<Shared>, sp: &Spawner, index: usize, f: Failure) {
                 continue;
             }
             let pos = cp.as_ref().and_then(|c| c.input(ri)).map_or(0, |i| i.pos);
-            let ok = Ring::state(&sp.rings[ri]).is_ok_and(|st| st.committed <= pos);
+            let state = Ring::state(&sp.rings[ri]);
+            let ok = state.as_ref().is_ok_and(|st| st.committed <= pos);
             let producer_partial = set.contains(&plan.op_proc[r.producer])
-                && Ring::state(&sp.rings[ri]).is_ok_and(|st| st.partial);
+                && state.as_ref().is_ok_and(|st| st.partial);
             if !ok || producer_partial {
                 let f = Failure {
                     message: format!(
