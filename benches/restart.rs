@@ -1,6 +1,8 @@
 //! Recovery time: SIGKILL a worker of a running pipeline, and measure the time from the kill to
 //! the first new element at the sink (the supervisor notices the death, waits the smallest
-//! backoff, restarts the pipeline, which replays up to where it was, and goes on).
+//! backoff, restarts the killed worker group from its last checkpoint, which re-reads what its
+//! input ring retained, and goes on). The bench counts how many restarts came from a
+//! checkpoint and how many fell back to replaying the pipeline from its sources.
 //!
 //! The pipeline: a source paced at 1 kHz in process group "a" -> a stateful map in group "b" ->
 //! `sink.stdout` in the supervisor, which this bench reads line by line. Every ~400 ms it kills
@@ -95,7 +97,9 @@ fn main() {
         .arg("run")
         .arg(&manifest)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.join("log")).expect("create the log file"),
+        ))
         .spawn()
         .expect("start tributary");
     let stdout = child.stdout.take().unwrap();
@@ -149,15 +153,22 @@ fn main() {
     }
     let _ = child.kill();
     let _ = child.wait();
+    let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+    let from_checkpoint = log.matches("restarting from the last checkpoint").count();
+    let replays = log
+        .matches("restarting the pipeline from its sources")
+        .count();
     let _ = std::fs::remove_dir_all(&dir);
     recoveries.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "restart/kill_to_first_new_output: {} kills, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms (target p50 <= 100 ms); {} elements in order, none lost or repeated",
+        "restart/kill_to_first_new_output: {} kills, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms (target p50 <= 100 ms); {} elements in order, none lost or repeated; restarts from a checkpoint: {}, replays from the sources: {}",
         recoveries.len(),
         ms(recoveries[recoveries.len() / 2]),
         ms(recoveries[recoveries.len() * 9 / 10]),
         ms(*recoveries.last().unwrap()),
-        next
+        next,
+        from_checkpoint,
+        replays
     );
 }
