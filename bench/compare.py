@@ -91,7 +91,8 @@ def extract(step, text):
         trib = re.search(r"tributary link stack:\s+([\d.]+) elements/s", text)
         put("raw.ring_proc.eps", float(raw.group(1)), "el/s", n=10_000_000)
         put("trib.p3_link.eps", float(trib.group(1)), "el/s", n=10_000_000)
-        for who, key in (("raw futex ring", "raw.lat_futex"), ("tributary     ", "trib.lat_link")):
+        for who, key in (("raw futex ring            ", "raw.lat_futex"),
+                         ("tributary, source in graph", "trib.lat_link")):
             g = re.search(re.escape(who) + r": p50\s+([\d.]+)\s+p99\s+([\d.]+)\s+max\s+([\d.]+)", text)
             put(key + ".p50", float(g.group(1)), "us")
             put(key + ".p99", float(g.group(2)), "us")

@@ -147,6 +147,9 @@ pub(crate) struct OpActor<O: Operator> {
     quiesce: Option<(Arc<Quiesce>, Arc<AtomicBool>)>,
     /// Wakes this actor (set once it started).
     waker: Option<Waker>,
+    /// The timer of a source that waits between elements (made at its first wait; `Err` when
+    /// the OS gave none, and tokio's timers serve).
+    pacer: Option<Result<crate::pacer::Pacer, ()>>,
 }
 
 impl<O: Operator> OpActor<O> {
@@ -169,6 +172,7 @@ impl<O: Operator> OpActor<O> {
             calls: 0,
             quiesce,
             waker: None,
+            pacer: None,
         };
         if let Some(c) = restore {
             a.resume_from(c);
@@ -401,6 +405,40 @@ impl<O: Operator> OpActor<O> {
         }
     }
 
+    /// Pumps again `d` from now (a source's wait, [`Gen::Wait`]).
+    fn wake_after(&mut self, d: std::time::Duration, ctx: &mut Context<Self>) {
+        let pacer = self.pacer.get_or_insert_with(|| {
+            crate::pacer::Pacer::new().map_err(|e| {
+                tracing::debug!(operator = %self.w.name, error = %e, "no timerfd: tokio timers pace this source");
+            })
+        });
+        let Ok(p) = pacer else {
+            ctx.notify_later(Wake, d);
+            return;
+        };
+        match p.arm(d) {
+            Ok(false) => {}
+            Ok(true) => {
+                let fired = p.fired();
+                ctx.spawn(actix::fut::wrap_future(fired).map(
+                    |r: std::io::Result<()>, act: &mut Self, ctx: &mut Context<Self>| match r {
+                        Ok(()) => <Self as Handler<Wake>>::handle(act, Wake, ctx),
+                        Err(e) => {
+                            tracing::debug!(operator = %act.w.name, error = %e, "timerfd failed: tokio timers pace this source");
+                            act.pacer = Some(Err(()));
+                            ctx.notify(Wake);
+                        }
+                    },
+                ));
+            }
+            Err(e) => {
+                tracing::debug!(operator = %self.w.name, error = %e, "timerfd failed: tokio timers pace this source");
+                self.pacer = Some(Err(()));
+                ctx.notify_later(Wake, d);
+            }
+        }
+    }
+
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if let Err(e) = self.pump_inner(ctx) {
             self.fail(ctx, e);
@@ -458,7 +496,7 @@ impl<O: Operator> OpActor<O> {
                     }
                     Gen::Wait(d) => {
                         self.distribute();
-                        ctx.notify_later(Wake, d);
+                        self.wake_after(d, ctx);
                         return Ok(());
                     }
                     Gen::Done => {

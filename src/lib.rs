@@ -14,6 +14,7 @@ pub mod emit;
 pub mod link;
 pub mod manifest;
 pub mod operator;
+mod pacer;
 pub mod pipeline;
 pub mod recovery;
 pub mod registry;
