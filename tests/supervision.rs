@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -473,4 +473,67 @@ fn operators_that_panic_restart_in_place_and_the_outputs_do_not_change() {
         assert_eq!(file, expected(), "the file differs (seed {seed})");
         assert_eq!(stdout, expected(), "standard output differs (seed {seed})");
     }
+}
+
+/// Elements larger than the ring between two process groups (1 MiB) cross it in pieces. A
+/// reader that retains what it read for checkpoints must let such a frame through without
+/// waiting for a checkpoint, and must never record a checkpoint position inside it. With
+/// checkpoints a minute apart, a reader that held the ring until the next one would stall
+/// this run for minutes.
+#[test]
+fn elements_larger_than_the_ring_cross_process_groups_without_waiting_for_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: Vec<String> = (0..12)
+        .map(|i| format!("{i}:{}", "x".repeat(1_500_000 + i * 1000)))
+        .collect();
+    std::fs::write(dir.path().join("in.txt"), lines.join("\n") + "\n").unwrap();
+    let m = dir.path().join("big.toml");
+    std::fs::write(
+        &m,
+        r#"
+name = "big-elements"
+
+[[group]]
+name = "a"
+placement = "process"
+
+[[group]]
+name = "b"
+placement = "process"
+
+[[operator]]
+name = "src"
+op = "source.file"
+out = "x"
+path = "in.txt"
+group = "a"
+
+[[operator]]
+name = "out"
+op = "sink.file"
+in = "x"
+path = "out.txt"
+format = "lines"
+group = "b"
+"#,
+    )
+    .unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
+        .arg("run")
+        .arg(&m)
+        .env("TRIBUTARY_CHECKPOINT_MS", "60000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(child, Duration::from_secs(50));
+    assert!(status.success(), "the run failed: {err}");
+    let out = std::fs::read_to_string(dir.path().join("out.txt")).unwrap();
+    assert!(
+        out.lines().eq(lines.iter().map(String::as_str)),
+        "the output differs from the input ({} lines, {} bytes)",
+        out.lines().count(),
+        out.len()
+    );
 }

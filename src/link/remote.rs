@@ -918,7 +918,9 @@ async fn read_loop<T: Element>(
                     if c.quiesce.finished() {
                         continue;
                     }
-                    if at_boundary && pending.iter().all(Vec::is_empty) {
+                    // Where the reader is now: the step may have read into a frame that it
+                    // could not finish (one larger than what the ring holds).
+                    if side.frames.at_boundary() && pending.iter().all(Vec::is_empty) {
                         c.settle(ring.position());
                     } else if ring.retained() * 2 >= ring.capacity() as u64 {
                         // Inside a frame too large to retain: let the writer go on (a restart
