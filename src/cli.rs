@@ -118,6 +118,7 @@ pub fn main() -> ExitCode {
 /// The entry point of an application's binary that adds its own operator kinds: manifests may
 /// use them, in process groups too (workers re-execute this binary).
 pub fn main_with(registry: Registry) -> ExitCode {
+    crate::malloc::tune();
     let cli = Cli::parse();
     init_logs(cli.log_format);
     // A panic in an operator is caught and handled (restarted, or reported with the operator

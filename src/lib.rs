@@ -12,6 +12,7 @@ pub mod codec;
 pub mod cycle;
 pub mod emit;
 pub mod link;
+pub mod malloc;
 pub mod manifest;
 pub mod operator;
 mod pacer;
