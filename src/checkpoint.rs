@@ -17,6 +17,7 @@
 //! downstream. Everything runs on the worker's one runtime thread, so the quiet point is
 //! checked between the actors' turns.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -118,6 +119,8 @@ pub struct Quiesce {
     resume: tokio::sync::Notify,
     /// A reader retains more than half its ring: checkpoint soon.
     wanted: AtomicBool,
+    /// Wakes the coordinator when `wanted` is set.
+    wanted_now: tokio::sync::Notify,
     nodes: Mutex<Vec<Option<NodeHook>>>,
     /// No more checkpoints will be taken: readers stop retaining.
     finished: AtomicBool,
@@ -185,7 +188,10 @@ impl Quiesce {
 
     /// Asks for a checkpoint soon (a reader's retained bytes fill half its ring).
     pub(crate) fn want(&self) {
-        self.wanted.store(true, Ordering::Relaxed);
+        if !self.wanted.swap(true, Ordering::AcqRel) {
+            // A permit is kept if the coordinator is not waiting yet: no request is lost.
+            self.wanted_now.notify_one();
+        }
     }
 
     /// Registers operator `id`'s actor.
@@ -358,10 +364,24 @@ pub(crate) async fn coordinate(
     let mut seq = 0u64;
     let mut last = Instant::now();
     loop {
-        actix::clock::sleep(Duration::from_millis(2).min(every)).await;
-        if last.elapsed() < every && !q.wanted.swap(false, Ordering::Relaxed) {
-            continue;
+        // Sleep until the period is over or a reader asks: an idle worker wakes once a period.
+        let left = every.saturating_sub(last.elapsed());
+        if !left.is_zero() && !q.wanted.load(Ordering::Acquire) {
+            let mut sleep = std::pin::pin!(actix::clock::sleep(left));
+            let mut asked = std::pin::pin!(q.wanted_now.notified());
+            std::future::poll_fn(|cx| {
+                if sleep.as_mut().poll(cx).is_ready() || asked.as_mut().poll(cx).is_ready() {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            if last.elapsed() < every && !q.wanted.load(Ordering::Acquire) {
+                continue;
+            }
         }
+        q.wanted.store(false, Ordering::Release);
         last = Instant::now();
         q.pause();
         let taken = take(&q, seq).await;
@@ -434,4 +454,46 @@ async fn take(q: &Quiesce, seq: u64) -> Result<Option<Checkpoint>, String> {
 /// An end read from a ring, as a link end.
 pub(crate) fn end_of(cycle: bool) -> End {
     End { cycle }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Runs the coordinator of an empty process (no operators: it ends after one checkpoint)
+    /// with a period of a minute; `ask` says whether a reader asks for a checkpoint. Returns
+    /// the checkpoints sent within `limit`.
+    fn sent_within(ask: bool, limit: Duration) -> usize {
+        let sent = Arc::new(AtomicUsize::new(0));
+        let s2 = sent.clone();
+        actix::System::new().block_on(async move {
+            let q = Quiesce::new();
+            let send = Box::new(move |_: &Checkpoint| {
+                s2.fetch_add(1, Ordering::SeqCst);
+                true
+            });
+            if ask {
+                // Once the coordinator sleeps.
+                let q2 = q.clone();
+                actix::spawn(async move {
+                    actix::clock::sleep(Duration::from_millis(50)).await;
+                    q2.want();
+                });
+            }
+            let _ =
+                actix::clock::timeout(limit, coordinate(q, Duration::from_secs(60), send)).await;
+        });
+        sent.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_reader_asking_for_a_checkpoint_gets_one_at_once_not_after_the_period() {
+        assert_eq!(sent_within(true, Duration::from_secs(10)), 1);
+    }
+
+    #[test]
+    fn without_a_request_the_coordinator_waits_for_its_period() {
+        assert_eq!(sent_within(false, Duration::from_millis(300)), 0);
+    }
 }
