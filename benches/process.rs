@@ -9,7 +9,10 @@
 //!     by a thread blocked on the ring's futex (and, as a second floor, by a tokio event loop
 //!     woken by the ring's eventfd doorbell, which is how tributary's consumers wait). A third
 //!     variant feeds the stamps from a thread outside the producing graph (`source_channel`):
-//!     one more wake-up, inside the producing process. Rounds alternate the variants;
+//!     one more wake-up, inside the producing process. A fourth has a plain thread push the
+//!     stamps into the link that feeds the ring (no producing graph: the thread encodes and
+//!     writes the frame itself, then sleeps), which isolates the consumer's share. Rounds
+//!     alternate the variants;
 //!     `PBENCH_LAT_ROUNDS` (default 5) sets how many;
 //! (c) `tributary run` of a manifest with 4 process groups (and the same with threads):
 //!     time to the first output in the sink's file and to completion.
@@ -356,6 +359,9 @@ enum Stamps {
     Feeder,
     /// A source operator of the graph takes them.
     Source,
+    /// A thread pushes them into the link that feeds the ring (no producing graph): it
+    /// encodes and writes the frame itself, as a producing actor does.
+    Direct,
 }
 
 /// The samples of one latency round, in microseconds, sorted.
@@ -401,6 +407,19 @@ fn latency(stamps: Stamps) -> Lat {
         let chan = g.external_output(&t, link_cfg(), None);
         let wt = spawn_writer("t".into(), chan, w).expect("writer");
         g.run().expect("producer graph");
+        wt.join().unwrap().expect("ring writer");
+    } else if stamps == Stamps::Direct {
+        let chan = tributary::link::local::Channel::<i64>::new(link_cfg());
+        let wt = spawn_writer("t".into(), chan.clone(), w).expect("writer");
+        let t0 = Instant::now() + tick;
+        for i in 0..LAT_MSGS {
+            sleep_until(t0 + tick * i as u32);
+            assert!(
+                chan.push(vec![mono_ns()]).is_none(),
+                "the link refused a stamp"
+            );
+        }
+        chan.close(tributary::link::local::End { cycle: false });
         wt.join().unwrap().expect("ring writer");
     } else if tributary {
         let mut g = Graph::new();
@@ -586,6 +605,7 @@ fn bench_latency() {
         ("raw ring, event-loop read ", Stamps::RawEventLoop),
         ("tributary, source in graph", Stamps::Source),
         ("tributary, feeder thread  ", Stamps::Feeder),
+        ("thread pushing into link  ", Stamps::Direct),
     ];
     let mut all: Vec<Vec<f64>> = vec![vec![]; variants.len()];
     let mut ratios: Vec<Vec<(f64, f64)>> = vec![vec![]; variants.len()];
@@ -620,6 +640,7 @@ fn bench_latency() {
         (1, "raw ring, event-loop read "),
         (2, "tributary, source in graph"),
         (3, "tributary, feeder thread  "),
+        (4, "thread pushing into link  "),
     ] {
         let p50 = median(ratios[i].iter().map(|r| r.0).collect());
         let p99 = median(ratios[i].iter().map(|r| r.1).collect());
