@@ -424,19 +424,23 @@ impl<O: Operator> OpActor<O> {
                     |r: std::io::Result<()>, act: &mut Self, ctx: &mut Context<Self>| match r {
                         Ok(()) => <Self as Handler<Wake>>::handle(act, Wake, ctx),
                         Err(e) => {
-                            tracing::debug!(operator = %act.w.name, error = %e, "timerfd failed: tokio timers pace this source");
-                            act.pacer = Some(Err(()));
+                            act.drop_pacer(&e);
                             ctx.notify(Wake);
                         }
                     },
                 ));
             }
             Err(e) => {
-                tracing::debug!(operator = %self.w.name, error = %e, "timerfd failed: tokio timers pace this source");
-                self.pacer = Some(Err(()));
+                self.drop_pacer(&e);
                 ctx.notify_later(Wake, d);
             }
         }
+    }
+
+    /// The timerfd failed: tokio timers pace this source from now on.
+    fn drop_pacer(&mut self, e: &std::io::Error) {
+        tracing::debug!(operator = %self.w.name, error = %e, "timerfd failed: tokio timers pace this source");
+        self.pacer = Some(Err(()));
     }
 
     fn pump(&mut self, ctx: &mut Context<Self>) {

@@ -487,9 +487,8 @@ fn elements_larger_than_the_ring_cross_process_groups_without_waiting_for_checkp
         .map(|i| format!("{i}:{}", "x".repeat(1_500_000 + i * 1000)))
         .collect();
     std::fs::write(dir.path().join("in.txt"), lines.join("\n") + "\n").unwrap();
-    let m = dir.path().join("big.toml");
-    std::fs::write(
-        &m,
+    let m = write_manifest(
+        dir.path(),
         r#"
 name = "big-elements"
 
@@ -516,8 +515,7 @@ path = "out.txt"
 format = "lines"
 group = "b"
 "#,
-    )
-    .unwrap();
+    );
     let child = Command::new(env!("CARGO_BIN_EXE_tributary"))
         .arg("run")
         .arg(&m)

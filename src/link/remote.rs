@@ -865,7 +865,6 @@ async fn read_loop<T: Element>(
             room.notified().await;
             continue;
         }
-        let at_boundary = side.frames.at_boundary();
         let ring = side.ring.as_mut().expect("reader not yet handed off");
         if ctl.as_ref().is_some_and(|c| c.quiesce.finished()) {
             // No more checkpoints in this process: read as any reader does.
@@ -875,7 +874,7 @@ async fn read_loop<T: Element>(
         }
         if let Some(c) = &ctl {
             c.busy();
-            if at_boundary && c.quiesce.paused() {
+            if side.frames.at_boundary() && c.quiesce.paused() {
                 // A checkpoint is being taken: stay at this frame boundary until it is done.
                 c.settle(ring.position());
                 c.quiesce.wait_resume().await;
@@ -918,8 +917,8 @@ async fn read_loop<T: Element>(
                     if c.quiesce.finished() {
                         continue;
                     }
-                    // Where the reader is now: the step may have read into a frame that it
-                    // could not finish (one larger than what the ring holds).
+                    // Where the reader is now, after the step: it may have read into a frame
+                    // that it could not finish (one larger than what the ring holds).
                     if side.frames.at_boundary() && pending.iter().all(Vec::is_empty) {
                         c.settle(ring.position());
                     } else if ring.retained() * 2 >= ring.capacity() as u64 {
