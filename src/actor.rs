@@ -7,8 +7,10 @@
 //! pending, and closes its outputs.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -119,6 +121,8 @@ pub(crate) struct Wiring<O: Operator> {
     pub restart: Option<OpRestart>,
     /// Where a restarted worker's operator resumes (see [`crate::checkpoint`]).
     pub restore: Option<NodeCkpt>,
+    /// Tasks feeding this operator's inputs from outside (ring readers), run in its context.
+    pub feeds: Vec<crate::pipeline::BoundDriver>,
 }
 
 /// What an operator restarted in place has to do again: process this batch of input `port`.
@@ -150,6 +154,50 @@ pub(crate) struct OpActor<O: Operator> {
     /// The timer of a source that waits between elements (made at its first wait; `Err` when
     /// the OS gave none, and tokio's timers serve).
     pacer: Option<Result<crate::pacer::Pacer, ()>>,
+    /// Whether a feed task is being polled in this actor, and whether it woke the actor.
+    direct: Arc<AtomicU8>,
+    /// Feed tasks still running in this actor's context: it stops only once they are done.
+    feeding: usize,
+}
+
+/// [`OpActor::direct`]: no feed task is being polled; a wake-up is a mailbox message.
+const DIRECT_IDLE: u8 = 0;
+/// A feed task is being polled: a wake-up only notes itself, and the actor pumps after it.
+const DIRECT_INSIDE: u8 = 1;
+/// As [`DIRECT_INSIDE`], and a wake-up came.
+const DIRECT_WOKEN: u8 = 2;
+
+/// A task feeding an actor's inputs from outside the graph (a ring reader), polled inside the
+/// actor's context: what it pushes into the actor's links is handled right after, in the same
+/// poll, instead of through a wake-up message and another scheduling round.
+struct Feeding {
+    task: crate::pipeline::FeedTask,
+}
+
+impl<O: Operator> ActorFuture<OpActor<O>> for Feeding {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut OpActor<O>,
+        ctx: &mut Context<OpActor<O>>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        let this = self.get_mut();
+        act.direct.store(DIRECT_INSIDE, Ordering::Release);
+        let r = this.task.as_mut().poll(task);
+        if act.direct.swap(DIRECT_IDLE, Ordering::AcqRel) == DIRECT_WOKEN {
+            act.on_wake(ctx);
+        }
+        if r.is_ready() {
+            act.feeding -= 1;
+            if act.phase == Phase::Done {
+                // The operator finished before the feed did (it failed, or the run stopped).
+                ctx.stop();
+            }
+        }
+        r
+    }
 }
 
 impl<O: Operator> OpActor<O> {
@@ -173,6 +221,8 @@ impl<O: Operator> OpActor<O> {
             quiesce,
             waker: None,
             pacer: None,
+            direct: Arc::new(AtomicU8::new(DIRECT_IDLE)),
+            feeding: 0,
         };
         if let Some(c) = restore {
             a.resume_from(c);
@@ -632,7 +682,22 @@ impl<O: Operator> Actor for OpActor<O> {
                 Box::new(move || inputs.iter().all(|c| c.is_empty())),
             );
         }
-        let waker: Waker = Arc::new(move || addr.do_send(Wake));
+        let direct = self.direct.clone();
+        let waker: Waker = Arc::new(move || {
+            // Inside a feed task's poll the actor pumps right after it: note the wake-up only.
+            // The exchange fails when no feed task is being polled (or one noted it already).
+            if direct
+                .compare_exchange(
+                    DIRECT_INSIDE,
+                    DIRECT_WOKEN,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err_and(|s| s == DIRECT_IDLE)
+            {
+                addr.do_send(Wake);
+            }
+        });
         self.waker = Some(waker.clone());
         for p in &self.w.inputs {
             p.chan.set_consumer_waker(waker.clone());
@@ -642,7 +707,21 @@ impl<O: Operator> Actor for OpActor<O> {
                 chan.set_producer_waker(waker.clone());
             }
         }
+        for driver in std::mem::take(&mut self.w.feeds) {
+            self.feeding += 1;
+            ctx.spawn(Feeding { task: driver() });
+        }
         ctx.notify(Wake);
+    }
+
+    fn stopping(&mut self, _: &mut Context<Self>) -> Running {
+        // A feed task also feeds this stream's other consumers: it runs to its end (and
+        // stops the actor then, see `Feeding`).
+        if self.feeding > 0 {
+            Running::Continue
+        } else {
+            Running::Stop
+        }
     }
 }
 
@@ -650,6 +729,13 @@ impl<O: Operator> Handler<Wake> for OpActor<O> {
     type Result = ();
 
     fn handle(&mut self, _: Wake, ctx: &mut Context<Self>) {
+        self.on_wake(ctx);
+    }
+}
+
+impl<O: Operator> OpActor<O> {
+    /// Runs the operator on what is there, then records whether it holds work (checkpoints).
+    fn on_wake(&mut self, ctx: &mut Context<Self>) {
         self.pump(ctx);
         if let Some((_, holding)) = &self.quiesce {
             holding.store(

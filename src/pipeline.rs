@@ -176,6 +176,8 @@ pub(crate) struct ErasedWiring {
     pub restart: Option<OpRestart>,
     /// Where the node resumes (a restarted worker).
     pub restore: Option<crate::checkpoint::NodeCkpt>,
+    /// Tasks feeding streams from outside whose first consumer this node is.
+    pub feeds: Vec<BoundDriver>,
 }
 
 struct Body<O: Operator>(O);
@@ -229,6 +231,7 @@ impl<O: Operator> NodeBody for Body<O> {
             channel_source: w.channel_source,
             restart: w.restart,
             restore: w.restore,
+            feeds: w.feeds,
         };
         let op = Checked::new(self.0, w.checks);
         match arbiter {
@@ -730,11 +733,15 @@ pub(crate) trait ErasedFeed: Send {
 }
 
 /// A feed driver bound to its links, ready to be called on an arbiter thread.
-pub(crate) type BoundDriver = Box<dyn FnOnce() + Send>;
+pub(crate) type BoundDriver = Box<dyn FnOnce() -> FeedTask + Send>;
 
-/// Starts the task that feeds a stream from outside (e.g. a ring reader) on a consumer's
-/// arbiter thread, given the links to every consumer.
-pub(crate) type FeedDriver<T> = Box<dyn FnOnce(Vec<Arc<Channel<T>>>) + Send>;
+/// The task that feeds a stream from outside (e.g. a ring reader), made on the thread that
+/// runs it: the stream's first consumer polls it in its own actor (see
+/// `crate::actor::Feeding`), so that what it reads is handled without a hop through a mailbox.
+pub(crate) type FeedTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
+/// Makes the task that feeds a stream from outside, given the links to every consumer.
+pub(crate) type FeedDriver<T> = Box<dyn FnOnce(Vec<Arc<Channel<T>>>) -> FeedTask + Send>;
 
 struct FeedSlot<T> {
     chans: Mutex<Option<Vec<Arc<Channel<T>>>>>,
@@ -795,7 +802,7 @@ impl<T: Element> ErasedFeed for ExternalFeed<T> {
 impl<T: Element> ExternalFeed<T> {
     /// Has the graph, once it runs, call `driver` on the arbiter thread of the stream's
     /// (first) consumer with the links to every consumer, instead of another thread calling
-    /// [`ExternalFeed::push`]: `driver` spawns a local task there (e.g. with `actix::spawn`).
+    /// [`ExternalFeed::push`]: the task it returns runs inside that consumer's actor.
     /// A driver the graph never calls (it did not run) is dropped with the graph.
     pub(crate) fn set_driver(&self, driver: FeedDriver<T>) {
         *self.slot.driver.lock().unwrap_or_else(|e| e.into_inner()) = Some(driver);
@@ -1007,13 +1014,19 @@ impl Runner {
             }
         }
         let node_groups: Vec<Option<usize>> = g.nodes.iter().map(|x| x.group).collect();
-        // Feeds driven by a task (ring readers): on the arbiter of their first consumer.
-        let drivers: Vec<(BoundDriver, Option<usize>)> = g
+        // Feeds driven by a task (ring readers): inside their first consumer's actor.
+        let mut node_feeds: Vec<Vec<BoundDriver>> = (0..n).map(|_| vec![]).collect();
+        let mut drivers: Vec<BoundDriver> = vec![];
+        for (d, node) in g
             .streams
             .iter()
             .filter_map(|s| s.external.as_ref()?.take_driver())
-            .map(|(d, node)| (d, node.and_then(|n| node_groups[n])))
-            .collect();
+        {
+            match node {
+                Some(c) => node_feeds[c].push(d),
+                None => drivers.push(d),
+            }
+        }
         let stream_names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
         let node_outputs: Vec<Vec<usize>> = g.nodes.iter().map(|x| x.outputs.clone()).collect();
         let group_names: Vec<String> = g.groups.iter().map(|x| x.name.clone()).collect();
@@ -1059,17 +1072,14 @@ impl Runner {
                             channel_source: channel_source[id],
                             restart: restarts[id],
                             restore: restore.remove(&id),
+                            feeds: std::mem::take(&mut node_feeds[id]),
                         };
                         let arb = node_groups[id].map(|gi| arbiters[gi].handle());
                         body.spawn(w, arb);
                     }
-                    for (driver, group) in drivers {
-                        match group {
-                            Some(gi) => {
-                                arbiters[gi].spawn_fn(driver);
-                            }
-                            None => driver(),
-                        }
+                    // A stream without consumers: its feed runs on its own.
+                    for driver in drivers {
+                        actix::spawn(driver());
                     }
                     for f in on_start {
                         f();

@@ -410,3 +410,68 @@ fn a_graph_report_counts_the_drops_of_a_lossy_link() {
         100_000
     );
 }
+
+/// A stream made in a worker and read in the supervisor by three consumers: the first (which
+/// runs the ring reader in its own actor) is fast, the second slow, the third on a thread of its
+/// own. Every consumer gets every element, in order.
+#[test]
+fn a_stream_from_another_process_reaches_every_consumer_whatever_their_speed_and_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = write_manifest(
+        dir.path(),
+        r#"
+[[group]]
+name = "p0"
+placement = "process"
+
+[[group]]
+name = "t"
+placement = "thread"
+
+[[stream]]
+name = "x"
+capacity = 16
+
+[[operator]]
+name = "src"
+op = "source.range"
+group = "p0"
+out = "x"
+start = 0
+end = 20000
+
+[[operator]]
+name = "fast"
+op = "sink.file"
+in = "x"
+path = "out/fast.txt"
+
+[[operator]]
+name = "slow"
+op = "map_element"
+in = "x"
+out = "y"
+fn = "let s = 0; for i in 0..100 { s += i; } x"
+
+[[operator]]
+name = "slow_write"
+op = "sink.file"
+in = "y"
+path = "out/slow.txt"
+
+[[operator]]
+name = "threaded"
+op = "sink.file"
+group = "t"
+in = "x"
+path = "out/thread.txt"
+"#,
+    );
+    let (status, err) = finish(start(&m, &[]), Duration::from_secs(120));
+    assert!(status.success(), "stderr: {err}");
+    let want: String = (0..20000).map(|i| format!("{i}\n")).collect();
+    for f in ["fast", "slow", "thread"] {
+        let got = std::fs::read_to_string(dir.path().join(format!("out/{f}.txt"))).unwrap();
+        assert!(got == want, "out/{f}.txt differs: {} bytes", got.len());
+    }
+}

@@ -756,9 +756,7 @@ pub fn spawn_reader_with<T: Element>(
         ctl,
         ended,
     };
-    feed.set_driver(Box::new(move |links| {
-        actix::spawn(read_task(side, links));
-    }));
+    feed.set_driver(Box::new(move |links| Box::pin(read_task(side, links))));
     Ok(Relay(RelayKind::Task(done)))
 }
 
