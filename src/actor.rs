@@ -20,9 +20,25 @@ use crate::cycle::CycleCounter;
 use crate::link::local::{Channel, End, Recv, Waker};
 use crate::operator::{Gen, OpError, OpResult, Operator, Outputs};
 use crate::run::{OpRestart, RestartBudget, RunShared};
+use crate::Value;
 
 /// How many input batches an actor handles per wake-up before yielding to its neighbours.
 const BATCHES_PER_WAKE: usize = 64;
+
+/// A copy of a batch (kept to retry it after a restart in place): a batch of scalar
+/// [`Value`]s (the common case) is copied as plain memory rather than element by element.
+#[allow(clippy::ptr_arg)] // a `Vec` (sized) to downcast safely through `Any`
+fn clone_batch<T: Clone + 'static>(b: &Vec<T>) -> Vec<T> {
+    if let Some(vs) = (b as &dyn std::any::Any).downcast_ref::<Vec<Value>>() {
+        if let Some(c) = crate::value::clone_scalars(vs) {
+            let c: Box<dyn std::any::Any> = Box::new(c);
+            if let Ok(c) = c.downcast::<Vec<T>>() {
+                return *c;
+            }
+        }
+    }
+    b.clone()
+}
 /// At most how many elements a source is asked for per call (less when its links are smaller:
 /// a batch never exceeds the capacity of the links it goes to).
 pub(crate) const SOURCE_BATCH: usize = 8192;
@@ -283,7 +299,7 @@ impl<O: Operator> OpActor<O> {
             return Ok(true);
         }
         let saved = self.op.snapshot()?;
-        let copy = b.clone();
+        let copy = clone_batch(&b);
         self.calls += 1;
         let (name, call) = (self.w.name.clone(), self.calls);
         match self.guarded(|op, out| {

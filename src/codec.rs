@@ -65,6 +65,30 @@ fn vec_from_bytes<P: Copy + Default + 'static>(bytes: &[u8]) -> Vec<P> {
     v
 }
 
+/// Appends `tag` and the 8 bytes `num` gives for each of `values`, in one pass; at the first
+/// value it gives none for, undoes that and returns false.
+#[inline(always)]
+fn raw(
+    values: &[Value],
+    tag: u8,
+    out: &mut Vec<u8>,
+    num: impl Fn(&Value) -> Option<[u8; 8]>,
+) -> bool {
+    let start = out.len();
+    out.resize(start + 1 + values.len() * 8, 0);
+    out[start] = tag;
+    for (c, v) in out[start + 1..].chunks_exact_mut(8).zip(values) {
+        match num(v) {
+            Some(b) => c.copy_from_slice(&b),
+            None => {
+                out.truncate(start);
+                return false;
+            }
+        }
+    }
+    true
+}
+
 /// Appends the encoding of `batch` to `out`.
 pub fn encode<T: Serialize + 'static>(batch: &[T], out: &mut Vec<u8>) -> Result<(), CodecError> {
     if let Some((tag, _)) = primitive::<T>() {
@@ -77,24 +101,15 @@ pub fn encode<T: Serialize + 'static>(batch: &[T], out: &mut Vec<u8>) -> Result<
         // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
         let values =
             unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
-        if values.iter().all(|v| matches!(v, Value::Float(_))) {
-            out.push(VALUE_F64);
-            out.reserve(values.len() * 8);
-            for v in values {
-                if let Value::Float(f) = v {
-                    out.extend_from_slice(&f.to_ne_bytes());
-                }
-            }
-            return Ok(());
-        }
-        if values.iter().all(|v| matches!(v, Value::Int(_))) {
-            out.push(VALUE_I64);
-            out.reserve(values.len() * 8);
-            for v in values {
-                if let Value::Int(i) = v {
-                    out.extend_from_slice(&i.to_ne_bytes());
-                }
-            }
+        let float = |v: &Value| match v {
+            Value::Float(f) => Some(f.to_ne_bytes()),
+            _ => None,
+        };
+        let int = |v: &Value| match v {
+            Value::Int(i) => Some(i.to_ne_bytes()),
+            _ => None,
+        };
+        if raw(values, VALUE_F64, out, float) || raw(values, VALUE_I64, out, int) {
             return Ok(());
         }
     }

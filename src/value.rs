@@ -112,6 +112,28 @@ impl Value {
     }
 }
 
+/// A copy of `vs` made as one block copy, if every element is a scalar (null, bool, integer,
+/// float); `None` otherwise.
+pub(crate) fn clone_scalars(vs: &[Value]) -> Option<Vec<Value>> {
+    let scalar = |v: &Value| {
+        matches!(
+            v,
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_)
+        )
+    };
+    if !vs.iter().all(scalar) {
+        return None;
+    }
+    let mut c: Vec<Value> = Vec::with_capacity(vs.len());
+    // SAFETY: the scalar variants own no memory, so a bitwise copy of one is a clone of it
+    // (nothing is dropped twice); `c` has room for `vs.len()` elements and does not overlap `vs`.
+    unsafe {
+        std::ptr::copy_nonoverlapping(vs.as_ptr(), c.as_mut_ptr(), vs.len());
+        c.set_len(vs.len());
+    }
+    Some(c)
+}
+
 /// Formats a float in shortest round-trip form that always carries a `.` or an exponent.
 pub fn format_float(f: f64, out: &mut String) {
     use std::fmt::Write;

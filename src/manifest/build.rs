@@ -11,7 +11,7 @@ use crate::emit::Emit;
 use crate::link::local::{LinkConfig, Overflow as LinkOverflow};
 use crate::link::remote::{self, Relay};
 use crate::manifest::schema::{Manifest, OperatorDecl, Overflow, StreamType};
-use crate::operator::checked::OutputCheck;
+use crate::operator::checked::{CheckFn, OutputCheck};
 use crate::operator::OpError;
 use crate::pipeline::{CycleOverride, Graph, Stream};
 use crate::recovery::Slot;
@@ -278,21 +278,63 @@ pub(crate) fn typecheck(ty: StreamType, v: Value) -> Result<Value, String> {
 /// The check of what an operator emits into the typed stream `stream`: an int into an `f64`
 /// stream becomes a float; any other element of the wrong type fails the operator.
 pub(crate) fn output_check(ty: StreamType, stream: &str) -> OutputCheck {
-    let stream = stream.to_string();
-    Box::new(move |v: &mut Value| {
-        if let (StreamType::F64, Value::Int(i)) = (ty, &*v) {
+    Box::new(StreamCheck {
+        ty,
+        stream: stream.to_string(),
+    })
+}
+
+/// The check of a typed stream's elements (see [`output_check`]).
+struct StreamCheck {
+    ty: StreamType,
+    stream: String,
+}
+
+impl StreamCheck {
+    /// The failure for an element the stream's type does not accept.
+    fn reject(&self, v: &Value) -> OpError {
+        OpError::new(format!(
+            "stream \"{}\" has type {}, but the operator emitted {} {v}",
+            self.stream,
+            self.ty.as_str(),
+            v.type_name()
+        ))
+    }
+}
+
+impl CheckFn for StreamCheck {
+    fn check(&mut self, v: &mut Value) -> Result<(), OpError> {
+        if let (StreamType::F64, Value::Int(i)) = (self.ty, &*v) {
             *v = Value::Float(*i as f64);
             return Ok(());
         }
-        if ty.accepts(v) {
+        if self.ty.accepts(v) {
             return Ok(());
         }
-        Err(OpError::new(format!(
-            "stream \"{stream}\" has type {}, but the operator emitted {} {v}",
-            ty.as_str(),
-            v.type_name()
-        )))
-    })
+        Err(self.reject(v))
+    }
+
+    /// One tight loop per type (the per-element check of [`CheckFn::check`], unrolled).
+    fn check_all(&mut self, vs: &mut [Value]) -> Result<(), (usize, OpError)> {
+        let bad = match self.ty {
+            StreamType::Any => None,
+            StreamType::F64 => vs.iter_mut().position(|v| match v {
+                Value::Float(_) => false,
+                Value::Int(i) => {
+                    *v = Value::Float(*i as f64);
+                    false
+                }
+                _ => true,
+            }),
+            StreamType::I64 => vs.iter().position(|v| !matches!(v, Value::Int(_))),
+            StreamType::Bool => vs.iter().position(|v| !matches!(v, Value::Bool(_))),
+            StreamType::Str => vs.iter().position(|v| !matches!(v, Value::Str(_))),
+        };
+        match bad {
+            Some(i) => Err((i, self.reject(&vs[i]))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Builds the part of the manifest that process `proc` runs (custom kinds from `reg`).

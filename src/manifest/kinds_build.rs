@@ -499,6 +499,20 @@ impl Iterator for RangeIter {
         }
         Some(v)
     }
+
+    /// Exact: lets a batch be reserved at once.
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (next, end, step) = (self.next as i128, self.end as i128, self.step as i128);
+        let n = if step > 0 && next < end {
+            (end - next + step - 1) / step
+        } else if step < 0 && next > end {
+            (next - end - step - 1) / -step
+        } else {
+            0
+        };
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        (n, Some(n))
+    }
 }
 
 /// A script result spliced into the output: an array gives its entries.

@@ -9,7 +9,29 @@ use crate::value::Value;
 
 /// A check of each element emitted on one output: it may rewrite the element (widen an int
 /// into a float) or reject it with the operator failure to report.
-pub type OutputCheck = Box<dyn FnMut(&mut Value) -> Result<(), OpError> + Send>;
+pub type OutputCheck = Box<dyn CheckFn>;
+
+/// What an [`OutputCheck`] does: any `FnMut(&mut Value) -> Result<(), OpError>` is one; a type
+/// may also check a whole run of elements at once ([`CheckFn::check_all`]).
+pub trait CheckFn: Send {
+    /// Checks (and may rewrite) one element.
+    fn check(&mut self, v: &mut Value) -> Result<(), OpError>;
+
+    /// Checks `vs` in order; on the first rejected element, its index and the failure (the
+    /// elements before it are checked, those after it untouched).
+    fn check_all(&mut self, vs: &mut [Value]) -> Result<(), (usize, OpError)> {
+        for (i, v) in vs.iter_mut().enumerate() {
+            self.check(v).map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+impl<F: FnMut(&mut Value) -> Result<(), OpError> + Send> CheckFn for F {
+    fn check(&mut self, v: &mut Value) -> Result<(), OpError> {
+        self(v)
+    }
+}
 
 /// An operator whose outputs are checked after every callback (ports without a check, and
 /// outputs that are not [`Value`]s, pass unchanged). Its snapshot is the inner operator's.
@@ -62,18 +84,17 @@ impl<O: Operator> Checked<O> {
             let Some(port) = port.downcast_mut::<Vec<Value>>() else {
                 continue;
             };
-            let from = self.marks.get(p).copied().unwrap_or(0);
-            for i in from..port.len() {
-                if let Err(e) = check(&mut port[i]) {
-                    let e = e.with_element(&port[i]);
-                    // What came before the bad element still flows; nothing after it does.
-                    port.truncate(i);
-                    for q in p + 1..out.len() {
-                        let m = self.marks.get(q).copied().unwrap_or(0);
-                        out.port_mut(q).truncate(m);
-                    }
-                    return Err(e);
+            let from = self.marks.get(p).copied().unwrap_or(0).min(port.len());
+            if let Err((i, e)) = check.check_all(&mut port[from..]) {
+                let i = from + i;
+                let e = e.with_element(&port[i]);
+                // What came before the bad element still flows; nothing after it does.
+                port.truncate(i);
+                for q in p + 1..out.len() {
+                    let m = self.marks.get(q).copied().unwrap_or(0);
+                    out.port_mut(q).truncate(m);
                 }
+                return Err(e);
             }
         }
         Ok(())

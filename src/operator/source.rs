@@ -71,7 +71,10 @@ where
     fn generate(&mut self, out: &mut Outputs<I::Item>, max: usize) -> OpResult<Gen> {
         let o = out.port_mut(0);
         let before = o.len();
-        o.extend(self.it.by_ref().take(max));
+        o.reserve(self.it.size_hint().0.min(max));
+        for x in self.it.by_ref().take(max) {
+            o.push(x);
+        }
         self.emitted += (o.len() - before) as u64;
         Ok(if o.len() < max { Gen::Done } else { Gen::More })
     }

@@ -134,6 +134,138 @@ impl FastExpr {
     }
 }
 
+/// Runs `f` over the leading elements of `xs` in place, as long as each is a scalar for which
+/// `f` has a result; returns how many were replaced (the element there, if any, is untouched).
+#[inline(always)]
+fn map_run(xs: &mut [Value], f: impl Fn(Num) -> Option<Num>) -> usize {
+    for (i, x) in xs.iter_mut().enumerate() {
+        match Num::of(x).and_then(&f) {
+            Some(r) => *x = r.into_value(),
+            None => return i,
+        }
+    }
+    xs.len()
+}
+
+/// Runs the filter `f` over the leading elements of `xs` as long as each is a scalar for which
+/// `f` gives a bool, moving those it keeps to the front, in order; returns (how many elements
+/// were decided, how many of them were kept).
+#[inline(always)]
+fn filter_run(xs: &mut [Value], f: impl Fn(Num) -> Option<Num>) -> (usize, usize) {
+    let mut kept = 0;
+    for i in 0..xs.len() {
+        match Num::of(&xs[i]).and_then(&f) {
+            Some(Num::B(keep)) => {
+                if keep {
+                    xs.swap(kept, i);
+                    kept += 1;
+                }
+            }
+            _ => return (i, kept),
+        }
+    }
+    (xs.len(), kept)
+}
+
+/// Calls `$run(xs, closure)` with the closure computing `$e` for an operator known at compile
+/// time (one loop per operator, each with its operator's code inlined).
+macro_rules! per_op {
+    ($op:expr, |$o:ident| $call:expr) => {
+        match $op {
+            Op::Add => {
+                const $o: Op = Op::Add;
+                $call
+            }
+            Op::Sub => {
+                const $o: Op = Op::Sub;
+                $call
+            }
+            Op::Mul => {
+                const $o: Op = Op::Mul;
+                $call
+            }
+            Op::Div => {
+                const $o: Op = Op::Div;
+                $call
+            }
+            Op::Rem => {
+                const $o: Op = Op::Rem;
+                $call
+            }
+            Op::Eq => {
+                const $o: Op = Op::Eq;
+                $call
+            }
+            Op::Ne => {
+                const $o: Op = Op::Ne;
+                $call
+            }
+            Op::Lt => {
+                const $o: Op = Op::Lt;
+                $call
+            }
+            Op::Le => {
+                const $o: Op = Op::Le;
+                $call
+            }
+            Op::Gt => {
+                const $o: Op = Op::Gt;
+                $call
+            }
+            Op::Ge => {
+                const $o: Op = Op::Ge;
+                $call
+            }
+        }
+    };
+}
+
+/// Calls `$run(xs, f)` with `f` the expression as a function of the element's scalar, the shape
+/// (`x op c`, `c op x`), the operator and the constant's type all fixed at compile time.
+macro_rules! batch_kernel {
+    ($self:expr, $slots:expr, $k:expr, $xs:expr, $run:ident) => {{
+        let (slots, k, xs) = ($slots, $k, $xs);
+        match $self.shape {
+            Shape::VarConst(op, i, c) if i == k => per_op!(op, |O| match c {
+                Num::I(c) => $run(xs, |n| binary(O, n, Num::I(c))),
+                Num::F(c) => $run(xs, |n| binary(O, n, Num::F(c))),
+                Num::B(c) => $run(xs, |n| binary(O, n, Num::B(c))),
+            }),
+            Shape::ConstVar(op, c, i) if i == k => per_op!(op, |O| match c {
+                Num::I(c) => $run(xs, |n| binary(O, Num::I(c), n)),
+                Num::F(c) => $run(xs, |n| binary(O, Num::F(c), n)),
+                Num::B(c) => $run(xs, |n| binary(O, Num::B(c), n)),
+            }),
+            _ => $run(xs, |n| {
+                let mut s: [Num; MAX_VARS] = slots;
+                *s.get_mut(k)? = n;
+                $self.eval(&s)
+            }),
+        }
+    }};
+}
+
+impl FastExpr {
+    /// `map_element` over the leading elements of `xs`, in place: the element goes in slot `k`,
+    /// the other slots hold `slots`. Returns how many elements were replaced by their result;
+    /// the rest (from the first element the fast path leaves to Rhai) are untouched.
+    pub(crate) fn map_prefix(&self, slots: [Num; MAX_VARS], k: usize, xs: &mut [Value]) -> usize {
+        batch_kernel!(self, slots, k, xs, map_run)
+    }
+
+    /// `filter_element` over the leading elements of `xs`, in place (see [`FastExpr::map_prefix`]):
+    /// returns (how many were decided, how many of those were kept); the kept ones are moved to
+    /// the front, in order, and the rest from the first undecided element are untouched.
+    pub(crate) fn filter_prefix(
+        &self,
+        slots: [Num; MAX_VARS],
+        k: usize,
+        xs: &mut [Value],
+    ) -> (usize, usize) {
+        batch_kernel!(self, slots, k, xs, filter_run)
+    }
+}
+
 /// Translates one expression.
 fn node(e: &Expr, vars: &mut Vec<String>) -> Option<Node> {
     Some(match e {

@@ -349,12 +349,28 @@ impl ScriptFn {
     pub fn map_batch(
         &mut self,
         name: &str,
-        xs: Vec<Value>,
+        mut xs: Vec<Value>,
         out: &mut Vec<Value>,
     ) -> Result<(), (usize, ScriptError)> {
-        out.reserve(xs.len());
         let fast = self.batch_slots(name);
-        for (i, x) in xs.into_iter().enumerate() {
+        // The fast path first, in place, up to the first element it leaves to Rhai.
+        let done = match (fast, self.fast.as_ref()) {
+            (Some((slots, k)), Some(fx)) => fx.map_prefix(slots, k, &mut xs),
+            _ => 0,
+        };
+        if done == xs.len() {
+            if out.is_empty() {
+                *out = xs;
+            } else {
+                out.append(&mut xs);
+            }
+            return Ok(());
+        }
+        out.reserve(xs.len());
+        let mut rest = xs.into_iter();
+        out.extend(rest.by_ref().take(done));
+        for (i, x) in rest.enumerate() {
+            let i = i + done;
             if let (Some((mut slots, k)), Some(fx)) = (fast, self.fast.as_ref()) {
                 if let Some(n) = Num::of(&x) {
                     slots[k] = n;
@@ -384,9 +400,29 @@ impl ScriptFn {
         xs: Vec<Value>,
         out: &mut Vec<Value>,
     ) -> Result<(), (usize, ScriptError)> {
-        out.reserve(xs.len());
+        let mut xs = xs;
         let fast = self.batch_slots(name);
-        for (i, x) in xs.into_iter().enumerate() {
+        // The fast path first, in place, up to the first element it leaves to Rhai.
+        let (done, kept) = match (fast, self.fast.as_ref()) {
+            (Some((slots, k)), Some(fx)) => fx.filter_prefix(slots, k, &mut xs),
+            _ => (0, 0),
+        };
+        if done == xs.len() {
+            xs.truncate(kept);
+            if out.is_empty() {
+                *out = xs;
+            } else {
+                out.append(&mut xs);
+            }
+            return Ok(());
+        }
+        out.reserve(xs.len() - done + kept);
+        let mut rest = xs.into_iter();
+        out.extend(rest.by_ref().take(kept));
+        // The elements the fast path dropped.
+        rest.by_ref().take(done - kept).for_each(drop);
+        for (i, x) in rest.enumerate() {
+            let i = i + done;
             let keep = match (fast, self.fast.as_ref()) {
                 (Some((mut slots, k)), Some(fx)) => Num::of(&x).and_then(|n| {
                     slots[k] = n;

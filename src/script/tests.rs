@@ -646,3 +646,74 @@ fn map_batch_and_filter_batch_match_per_element_calls_and_keep_what_came_before_
     assert_eq!(i, 0);
     assert!(e.message.contains("bool"), "{}", e.message);
 }
+
+/// `x op c` and `c op x`: the shapes the batch kernels compile to one loop each.
+fn simple_shape() -> impl Strategy<Value = String> {
+    let op = prop_oneof![
+        Just("+"),
+        Just("-"),
+        Just("*"),
+        Just("/"),
+        Just("%"),
+        Just("<"),
+        Just("<="),
+        Just(">"),
+        Just(">="),
+        Just("=="),
+        Just("!="),
+    ];
+    (leaf(), op, any::<bool>()).prop_map(|(c, o, var_first)| {
+        if var_first {
+            format!("x {o} {c}")
+        } else {
+            format!("{c} {o} x")
+        }
+    })
+}
+
+/// Same batches: element for element equal (floats bit for bit, or both NaN).
+fn same_values(a: &[Value], b: &[Value]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Value::Float(x), Value::Float(y)) => {
+                x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan())
+            }
+            _ => x == y,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1500))]
+    /// A batch through the native kernels gives what Rhai gives element by element: the same
+    /// outputs, the same failing element and error, the same output before it.
+    #[test]
+    fn batches_agree_with_rhai(
+        code in prop_oneof![simple_shape(), expr()],
+        xs in proptest::collection::vec(input(), 0..40),
+        prefix in proptest::collection::vec(int_input(), 0..3),
+    ) {
+        let mut params = BTreeMap::new();
+        params.insert("k".to_string(), Value::Int(3));
+        params.insert("y".to_string(), Value::Float(0.5));
+        let Ok(mut fast) = ScriptFn::compile(&code, "p", 1, &params) else {
+            return Ok(());
+        };
+        let mut slow = ScriptFn::compile(&code, "p", 1, &params).unwrap();
+        slow.set_fast_path(false);
+        for filter in [false, true] {
+            // Outputs already holding elements (as a batch after others) must keep them.
+            let (mut a, mut b) = (prefix.clone(), prefix.clone());
+            let (ra, rb) = if filter {
+                (fast.filter_batch("x", xs.clone(), &mut a), slow.filter_batch("x", xs.clone(), &mut b))
+            } else {
+                (fast.map_batch("x", xs.clone(), &mut a), slow.map_batch("x", xs.clone(), &mut b))
+            };
+            prop_assert!(same_values(&a, &b), "{code} filter={filter} {xs:?}: fast {a:?} vs rhai {b:?}");
+            match (ra, rb) {
+                (Ok(()), Ok(())) => {}
+                (Err((i, e)), Err((j, f))) => prop_assert!(i == j && e == f, "{code}: {i} {e:?} vs {j} {f:?}"),
+                (x, y) => prop_assert!(false, "{code} filter={filter} {xs:?}: fast {x:?} vs rhai {y:?}"),
+            }
+        }
+    }
+}
