@@ -387,6 +387,16 @@ impl<T> Channel<T> {
         }
     }
 
+    /// Waits until a batch or the end of the stream is there to take, without taking it.
+    pub fn wait_data(&self) {
+        let mut st = self.lock();
+        while st.batches.is_empty() && st.end.is_none() {
+            st.data_waiters += 1;
+            st = self.data.wait(st).unwrap_or_else(|e| e.into_inner());
+            st.data_waiters -= 1;
+        }
+    }
+
     /// Takes the next batch, blocking the calling thread until one (or the end) arrives.
     ///
     /// Returns `Recv::Empty` only if `deadline` passed first.

@@ -3,9 +3,10 @@
 //!
 //! Neither blocks its actor on the command: a reader thread feeds the source's input link
 //! (the `source_channel` machinery), and a writer thread drains a bounded link into the sink
-//! command's standard input.
+//! command's standard input. A sink writes a batch itself when nothing is queued before it and
+//! the command has read everything so far (the write cannot block): one wake-up less.
 
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
@@ -325,6 +326,15 @@ impl Reader {
 struct SinkShared {
     /// Set when the writer thread stopped early (a broken pipe): the operator fails.
     failed: AtomicBool,
+    /// The command's standard input (`None` once closed), written by whoever holds it: the
+    /// writer thread, which takes a batch from the link only while holding it, or the operator
+    /// itself when the link is empty (so the order of batches holds).
+    pipe: Mutex<Option<ChildStdin>>,
+    /// The lines of the next batch the thread takes, when the operator formatted them already.
+    preformatted: Mutex<Option<String>>,
+    /// Batches the operator wrote itself, and batches the writer thread wrote.
+    direct: AtomicU64,
+    queued: AtomicU64,
 }
 
 /// `sink.exec`: starts a command and writes each element as a JSON line to its standard
@@ -341,6 +351,10 @@ pub struct ExecSink {
     shared: Arc<SinkShared>,
     writer: Option<JoinHandle<OpResult>>,
     written: u64,
+    /// The JSON lines of the batch being written directly.
+    text: String,
+    /// The capacity of the pipe to the command, in bytes.
+    pipe_size: usize,
 }
 
 impl ExecSink {
@@ -355,7 +369,55 @@ impl ExecSink {
             shared: Arc::new(SinkShared::default()),
             writer: None,
             written: 0,
+            text: String::new(),
+            pipe_size: 0,
         }
+    }
+
+    /// Writes `batch` into the command's input from the operator itself when that cannot block
+    /// and cannot overtake a queued batch; a batch too large for the pipe is queued with its
+    /// lines (formatted once). Hands `batch` back when the writer thread has to do it all.
+    fn write_direct(&mut self, batch: Vec<Value>) -> Option<Vec<Value>> {
+        let Ok(mut pipe) = self.shared.pipe.try_lock() else {
+            return Some(batch);
+        };
+        let Some(p) = pipe.as_mut() else {
+            return Some(batch);
+        };
+        // The command has not read everything yet, or a batch is queued before this one.
+        if pipe_queued(p) != Some(0) || !self.chan.queue_is_empty() {
+            return Some(batch);
+        }
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
+        for v in &batch {
+            format_line(v, Format::Jsonl, &mut text);
+            text.push('\n');
+        }
+        if text.len() <= self.pipe_size {
+            // An empty pipe takes up to its size without blocking. On an error the writer
+            // thread writes the batch again and reports what it meets.
+            let ok = p.write_all(text.as_bytes()).is_ok();
+            self.text = text;
+            if ok {
+                self.shared.direct.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            return Some(batch);
+        }
+        if batch.len() > EXEC_CAPACITY {
+            self.text = text;
+            return Some(batch);
+        }
+        // Too large to write without blocking: the thread writes these lines. The link is
+        // empty and the pipe held, so this batch is the next one the thread takes.
+        *lock(&self.shared.preformatted) = Some(text);
+        let rest = self.chan.push(batch);
+        debug_assert!(
+            rest.is_none(),
+            "an empty link refused a batch within its capacity"
+        );
+        rest
     }
 
     /// Joins the writer thread and returns its outcome.
@@ -387,6 +449,8 @@ impl Operator for ExecSink {
             .stdin
             .take()
             .ok_or_else(|| OpError::new("the command's standard input is not a pipe"))?;
+        self.pipe_size = pipe_size(&stdin);
+        *lock(&self.shared.pipe) = Some(stdin);
         let w = Writer {
             cmd: self.cmd.clone(),
             chan: self.chan.clone(),
@@ -394,22 +458,19 @@ impl Operator for ExecSink {
         };
         let h = std::thread::Builder::new()
             .name(format!("exec-w:{}", self.cmd.label))
-            .spawn(move || w.run(child, stdin))
+            .spawn(move || w.run(child))
             .map_err(|e| OpError::new(format!("cannot start a writer thread: {e}")))?;
         self.writer = Some(h);
         Ok(())
     }
 
-    fn on_batch(
-        &mut self,
-        _port: usize,
-        mut batch: Vec<Value>,
-        _out: &mut Outputs<Value>,
-    ) -> OpResult {
+    fn on_batch(&mut self, _port: usize, batch: Vec<Value>, _out: &mut Outputs<Value>) -> OpResult {
         if !self.shared.failed.load(Ordering::Acquire) {
             self.written += batch.len() as u64;
-            // Waits only while the command is slower than the pipeline (backpressure).
-            self.chan.push_blocking(&mut batch, None);
+            if let Some(mut batch) = self.write_direct(batch) {
+                // Waits only while the command is slower than the pipeline (backpressure).
+                self.chan.push_blocking(&mut batch, None);
+            }
         }
         if self.shared.failed.load(Ordering::Acquire) {
             return self.join();
@@ -447,8 +508,10 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, mut child: Child, stdin: ChildStdin) -> OpResult {
-        let written = self.write(stdin);
+    fn run(self, mut child: Child) -> OpResult {
+        let written = self.write();
+        // Closes the command's input (at the end, or after a failure).
+        *lock(&self.shared.pipe) = None;
         if written.is_err() {
             self.shared.failed.store(true, Ordering::Release);
             // Lets the operator go on without waiting for a reader that is gone.
@@ -467,9 +530,8 @@ impl Writer {
         }
     }
 
-    /// Writes every batch, flushing after each; closes the pipe at the end.
-    fn write(&self, stdin: ChildStdin) -> OpResult {
-        let mut w = BufWriter::with_capacity(64 * 1024, stdin);
+    /// Writes every batch the operator queued; returns at the end of the stream.
+    fn write(&self) -> OpResult {
         let mut text = String::new();
         let err = |e: std::io::Error| {
             let what = if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -480,24 +542,49 @@ impl Writer {
             OpError::new(format!("the command \"{}\" {what}", self.cmd.label))
         };
         loop {
-            match self.chan.take_blocking(None) {
+            self.chan.wait_data();
+            // Taken only with the pipe held: the operator writes directly only when the link is
+            // empty and the pipe free, so no batch overtakes another.
+            let mut pipe = lock(&self.shared.pipe);
+            match self.chan.take() {
                 Recv::Batch(b) => {
-                    text.clear();
-                    for v in &b {
-                        format_line(v, Format::Jsonl, &mut text);
-                        text.push('\n');
+                    match lock(&self.shared.preformatted).take() {
+                        Some(t) => text = t,
+                        None => {
+                            text.clear();
+                            for v in &b {
+                                format_line(v, Format::Jsonl, &mut text);
+                                text.push('\n');
+                            }
+                        }
                     }
-                    w.write_all(text.as_bytes()).map_err(err)?;
-                    w.flush().map_err(err)?;
+                    if let Some(p) = pipe.as_mut() {
+                        p.write_all(text.as_bytes()).map_err(err)?;
+                        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                Recv::End(_) => {
-                    w.flush().map_err(err)?;
-                    return Ok(());
-                }
+                Recv::End(_) => return Ok(()),
                 Recv::Empty => {}
             }
         }
     }
+}
+
+/// Bytes written into a pipe and not read yet (`None` if the OS does not say).
+fn pipe_queued(p: &ChildStdin) -> Option<usize> {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid for that.
+    let r = unsafe { libc::ioctl(p.as_raw_fd(), libc::FIONREAD, &mut n) };
+    (r == 0).then_some(n as usize)
+}
+
+/// The capacity of a pipe in bytes (0 if the OS does not say).
+fn pipe_size(p: &ChildStdin) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: F_GETPIPE_SZ takes no argument and only reads the descriptor's state.
+    let r = unsafe { libc::fcntl(p.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    usize::try_from(r).unwrap_or(0)
 }
 
 impl Graph {
@@ -666,6 +753,58 @@ mod tests {
         g.sink_exec(&x, sh("exit 0"));
         let e = g.run().unwrap_err().to_string();
         assert!(e.contains("broken pipe"), "{e}");
+    }
+
+    #[test]
+    fn a_sink_writes_directly_when_its_command_keeps_up_and_the_order_holds_either_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("got.jsonl");
+        let mut g = Graph::new();
+        // One element at a time, into a command that reads a byte at a time: some batches find
+        // the pipe empty (written by the operator), others behind a backlog (the thread).
+        let x = g.source_iter_paced((0..600).map(Value::Int), Duration::from_micros(100));
+        let op = ExecSink::new(sh(&format!(
+            "while read -r l; do printf '%s\\n' \"$l\"; done > '{}'",
+            path.display()
+        )));
+        let shared = op.shared.clone();
+        g.add_sink("sink.exec", op, &[&x]);
+        g.run().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let want: String = (0..600).map(|i| format!("{i}\n")).collect();
+        assert_eq!(text, want);
+        let (direct, queued) = (
+            shared.direct.load(Ordering::Relaxed),
+            shared.queued.load(Ordering::Relaxed),
+        );
+        assert!(
+            direct > 0,
+            "no batch was written directly ({queued} queued)"
+        );
+        eprintln!("direct {direct}, queued {queued}");
+    }
+
+    #[test]
+    fn elements_larger_than_the_pipe_reach_the_command_whole_and_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("got.jsonl");
+        let big = "x".repeat(200_000);
+        let elems: Vec<Value> = (0..30)
+            .map(|i| {
+                if i % 3 == 0 {
+                    Value::Str(format!("{i}{big}"))
+                } else {
+                    Value::Int(i)
+                }
+            })
+            .collect();
+        let want: String = elems.iter().map(|v| format!("{v}\n")).collect();
+        let mut g = Graph::new();
+        let x = g.source_iter_paced(elems, Duration::from_millis(1));
+        g.sink_exec(&x, sh(&format!("cat > '{}'", path.display())));
+        g.run().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text == want, "{} bytes, want {}", text.len(), want.len());
     }
 
     #[test]
