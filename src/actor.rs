@@ -25,19 +25,23 @@ use crate::Value;
 /// How many input batches an actor handles per wake-up before yielding to its neighbours.
 const BATCHES_PER_WAKE: usize = 64;
 
-/// A copy of a batch (kept to retry it after a restart in place): a batch of scalar
-/// [`Value`]s (the common case) is copied as plain memory rather than element by element.
-#[allow(clippy::ptr_arg)] // a `Vec` (sized) to downcast safely through `Any`
-fn clone_batch<T: Clone + 'static>(b: &Vec<T>) -> Vec<T> {
-    if let Some(vs) = (b as &dyn std::any::Any).downcast_ref::<Vec<Value>>() {
-        if let Some(c) = crate::value::clone_scalars(vs) {
-            let c: Box<dyn std::any::Any> = Box::new(c);
-            if let Ok(c) = c.downcast::<Vec<T>>() {
-                return *c;
-            }
+/// Makes `dst` a copy of `b` (kept to retry the batch after a restart in place), reusing its
+/// memory: a batch of scalar [`Value`]s (the common case) is copied as plain memory rather than
+/// element by element.
+#[allow(clippy::ptr_arg)] // `Vec`s (sized) to downcast safely through `Any`
+fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) {
+    let src = b as &dyn std::any::Any;
+    let to = dst as &mut dyn std::any::Any;
+    if let (Some(vs), Some(to)) = (
+        src.downcast_ref::<Vec<Value>>(),
+        to.downcast_mut::<Vec<Value>>(),
+    ) {
+        if crate::value::copy_scalars_into(vs, to) {
+            return;
         }
     }
-    b.clone()
+    dst.clear();
+    dst.extend_from_slice(b);
 }
 /// At most how many elements a source is asked for per call (less when its links are smaller:
 /// a batch never exceeds the capacity of the links it goes to).
@@ -170,6 +174,8 @@ pub(crate) struct OpActor<O: Operator> {
     /// The timer of a source that waits between elements (made at its first wait; `Err` when
     /// the OS gave none, and tokio's timers serve).
     pacer: Option<Result<crate::pacer::Pacer, ()>>,
+    /// Memory for the copy of each batch kept for a restart in place (empty between batches).
+    spare: Vec<O::In>,
     /// Whether a feed task is being polled in this actor, and whether it woke the actor.
     direct: Arc<AtomicU8>,
     /// Feed tasks still running in this actor's context: it stops only once they are done.
@@ -237,6 +243,7 @@ impl<O: Operator> OpActor<O> {
             quiesce,
             waker: None,
             pacer: None,
+            spare: Vec::new(),
             direct: Arc::new(AtomicU8::new(DIRECT_IDLE)),
             feeding: 0,
         };
@@ -299,14 +306,20 @@ impl<O: Operator> OpActor<O> {
             return Ok(true);
         }
         let saved = self.op.snapshot()?;
-        let copy = clone_batch(&b);
+        let mut copy = std::mem::take(&mut self.spare);
+        copy_batch_into(&b, &mut copy);
         self.calls += 1;
         let (name, call) = (self.w.name.clone(), self.calls);
         match self.guarded(|op, out| {
             Self::chaos(&name, call);
             op.on_batch(port, b, out)
         }) {
-            Ok(()) => Ok(true),
+            Ok(()) => {
+                // Kept for the next batch's copy (emptied: it holds nothing alive meanwhile).
+                copy.clear();
+                self.spare = copy;
+                Ok(true)
+            }
             Err(e) if e.data_error => Err(e),
             Err(e) => self.restart_in_place(ctx, e, saved, Retry::Batch(port, copy)),
         }
@@ -767,5 +780,34 @@ impl<O: Operator> Handler<TakeCheckpoint> for OpActor<O> {
 
     fn handle(&mut self, m: TakeCheckpoint, _: &mut Context<Self>) {
         let _ = m.0.send(self.checkpoint());
+    }
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::copy_batch_into;
+    use crate::Value;
+
+    #[test]
+    fn a_kept_copy_is_exactly_the_batch_whatever_the_buffer_held() {
+        let scalars = vec![
+            Value::Int(1),
+            Value::Float(2.5),
+            Value::Null,
+            Value::Bool(true),
+        ];
+        let mixed = vec![Value::Str("a".into()), Value::Int(7)];
+        // Reused buffers: longer, shorter, holding strings, holding scalars.
+        let mut dst = vec![Value::Str("stale".into()); 9];
+        copy_batch_into(&scalars, &mut dst);
+        assert_eq!(dst, scalars);
+        copy_batch_into(&mixed, &mut dst);
+        assert_eq!(dst, mixed);
+        copy_batch_into(&scalars[..1].to_vec(), &mut dst);
+        assert_eq!(dst, vec![Value::Int(1)]);
+        // Not Values: copied element by element.
+        let mut ints = vec![9u64; 3];
+        copy_batch_into(&vec![1u64, 2], &mut ints);
+        assert_eq!(ints, vec![1, 2]);
     }
 }

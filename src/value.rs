@@ -112,9 +112,9 @@ impl Value {
     }
 }
 
-/// A copy of `vs` made as one block copy, if every element is a scalar (null, bool, integer,
-/// float); `None` otherwise.
-pub(crate) fn clone_scalars(vs: &[Value]) -> Option<Vec<Value>> {
+/// Replaces the contents of `dst` with a copy of `vs` made as one block copy, if every element
+/// is a scalar (null, bool, integer, float); false (and `dst` untouched) otherwise.
+pub(crate) fn copy_scalars_into(vs: &[Value], dst: &mut Vec<Value>) -> bool {
     let scalar = |v: &Value| {
         matches!(
             v,
@@ -122,16 +122,18 @@ pub(crate) fn clone_scalars(vs: &[Value]) -> Option<Vec<Value>> {
         )
     };
     if !vs.iter().all(scalar) {
-        return None;
+        return false;
     }
-    let mut c: Vec<Value> = Vec::with_capacity(vs.len());
+    dst.clear();
+    dst.reserve(vs.len());
     // SAFETY: the scalar variants own no memory, so a bitwise copy of one is a clone of it
-    // (nothing is dropped twice); `c` has room for `vs.len()` elements and does not overlap `vs`.
+    // (nothing is dropped twice); `dst` is empty with room for `vs.len()` elements and does not
+    // overlap `vs`.
     unsafe {
-        std::ptr::copy_nonoverlapping(vs.as_ptr(), c.as_mut_ptr(), vs.len());
-        c.set_len(vs.len());
+        std::ptr::copy_nonoverlapping(vs.as_ptr(), dst.as_mut_ptr(), vs.len());
+        dst.set_len(vs.len());
     }
-    Some(c)
+    true
 }
 
 /// Formats a float in shortest round-trip form that always carries a `.` or an exponent.
