@@ -43,6 +43,7 @@ fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) {
     dst.clear();
     dst.extend_from_slice(b);
 }
+
 /// At most how many elements a source is asked for per call (less when its links are smaller:
 /// a batch never exceeds the capacity of the links it goes to).
 pub(crate) const SOURCE_BATCH: usize = 8192;

@@ -304,17 +304,11 @@ impl StreamCheck {
 
 impl CheckFn for StreamCheck {
     fn check(&mut self, v: &mut Value) -> Result<(), OpError> {
-        if let (StreamType::F64, Value::Int(i)) = (self.ty, &*v) {
-            *v = Value::Float(*i as f64);
-            return Ok(());
-        }
-        if self.ty.accepts(v) {
-            return Ok(());
-        }
-        Err(self.reject(v))
+        self.check_all(std::slice::from_mut(v)).map_err(|(_, e)| e)
     }
 
-    /// One tight loop per type (the per-element check of [`CheckFn::check`], unrolled).
+    /// One tight loop per type: an int becomes a float in an `f64` stream, and the first
+    /// element of another type than the stream's is rejected.
     fn check_all(&mut self, vs: &mut [Value]) -> Result<(), (usize, OpError)> {
         let bad = match self.ty {
             StreamType::Any => None,

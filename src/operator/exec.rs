@@ -389,11 +389,7 @@ impl ExecSink {
             return Some(batch);
         }
         let mut text = std::mem::take(&mut self.text);
-        text.clear();
-        for v in &batch {
-            format_line(v, Format::Jsonl, &mut text);
-            text.push('\n');
-        }
+        json_lines(&batch, &mut text);
         if text.len() <= self.pipe_size {
             // An empty pipe takes up to its size without blocking. On an error the writer
             // thread writes the batch again and reports what it meets.
@@ -550,13 +546,7 @@ impl Writer {
                 Recv::Batch(b) => {
                     match lock(&self.shared.preformatted).take() {
                         Some(t) => text = t,
-                        None => {
-                            text.clear();
-                            for v in &b {
-                                format_line(v, Format::Jsonl, &mut text);
-                                text.push('\n');
-                            }
-                        }
+                        None => json_lines(&b, &mut text),
                     }
                     if let Some(p) = pipe.as_mut() {
                         p.write_all(text.as_bytes()).map_err(err)?;
@@ -567,6 +557,15 @@ impl Writer {
                 Recv::Empty => {}
             }
         }
+    }
+}
+
+/// Replaces `text` with one JSON line per element of `batch`.
+fn json_lines(batch: &[Value], text: &mut String) {
+    text.clear();
+    for v in batch {
+        format_line(v, Format::Jsonl, text);
+        text.push('\n');
     }
 }
 

@@ -72,6 +72,7 @@ where
         let o = out.port_mut(0);
         let before = o.len();
         o.reserve(self.it.size_hint().0.min(max));
+        // A plain loop: `extend` over `Take<&mut I>` measured ~10 % slower on P3.
         for x in self.it.by_ref().take(max) {
             o.push(x);
         }
