@@ -68,7 +68,7 @@ pub const MAX_CAPACITY: usize = 1 << 30;
 pub const DEFAULT_SPIN_LIMIT: u32 = 256;
 
 const MAGIC: u64 = 0x7472_6962_7269_6e67; // "tribring"
-const VERSION: u64 = 3;
+const VERSION: u64 = 4;
 
 /// `waiting` flag of a doorbell: the peer sleeps on the futex word.
 pub const WAIT_FUTEX: u32 = 1;
@@ -321,15 +321,47 @@ struct Header {
     space: Padded<Doorbell>,
     /// Id of the reader's doorbell socket (0: none), see [`RingReader::bind_doorbell`].
     bell: Padded<AtomicU64>,
-    /// Where the last complete frame ends, and the elements in complete frames (writer-owned;
-    /// see [`RingWriter::end_frame`]): what a restarted writer resumes from.
+    /// Where the last complete frame ends and the elements in complete frames, plus the same
+    /// for the frame being written (writer-owned; see [`RingWriter::try_write_frame`]): what a
+    /// restarted writer resumes from.
     frames: Padded<Frames>,
 }
 
+/// The writer's frame record. A frame is announced (`next_*`) before its first byte is
+/// published and settled (`end`, `elems`) after its last: publishing `head` is the one commit
+/// point, so a writer killed anywhere leaves a record that [`Frames::settled`] reads right.
 #[repr(C)]
 struct Frames {
+    /// Where the last settled frame ends.
     end: AtomicU64,
+    /// Elements in settled frames.
     elems: AtomicU64,
+    /// Where the announced frame ends.
+    next_end: AtomicU64,
+    /// Elements in complete frames once the announced one is complete.
+    next_elems: AtomicU64,
+}
+
+impl Frames {
+    /// Where the last complete frame ends and the elements up to it, given the published
+    /// `head`: the announced frame counts once `head` reached its end (its writer may have
+    /// died before settling it).
+    fn settled(&self, head: u64) -> (u64, u64) {
+        if self.next_end.load(Ordering::Acquire) == head {
+            (head, self.next_elems.load(Ordering::Acquire))
+        } else {
+            (
+                self.end.load(Ordering::Acquire),
+                self.elems.load(Ordering::Acquire),
+            )
+        }
+    }
+
+    /// Makes `(end, elems)` the settled record, with nothing announced beyond it.
+    fn settle(&self, end: u64, elems: u64) {
+        self.end.store(end, Ordering::Release);
+        self.elems.store(elems, Ordering::Release);
+    }
 }
 
 #[repr(C)]
@@ -756,20 +788,34 @@ impl Ring {
     }
 
     /// Takes over the writing end of a ring whose writer died (its process was killed): the
-    /// new writer goes on after the last complete frame; what the old one wrote of a frame it
-    /// did not finish is overwritten (the reader never saw an end to it: see
-    /// [`Ring::state`], whose `partial` must be false for a restart to resume).
+    /// new writer goes on after the last complete frame. What the old one wrote of a frame it
+    /// did not finish ([`RingState::partial`]) is overwritten, which is sound only if the
+    /// reader never saw it, i.e. the reader is restarted too, from a checkpoint at or before
+    /// that frame; a reader that went past the last complete frame makes this fail.
     pub fn writer_resume(region: ShmRegion) -> Result<RingWriter, ShmError> {
         let shared = Shared::new(Arc::new(region))?;
-        shared.claim("writer", true)?;
         let h = shared.header();
-        let end = h.frames.0.end.load(Ordering::Acquire);
-        h.head.0.store(end, Ordering::Release);
+        let head = h.head.0.load(Ordering::Acquire);
+        let (end, elems) = h.frames.0.settled(head);
         let tail = h.tail.0.load(Ordering::Acquire);
+        if tail > end {
+            return Err(ShmError::InvalidRegion {
+                reason: format!(
+                    "cannot resume writing at byte {end}: the reader has read up to byte {tail} of a frame the writer did not finish"
+                ),
+            });
+        }
+        shared.claim("writer", true)?;
+        let f = &h.frames.0;
+        f.settle(end, elems);
+        f.next_end.store(end, Ordering::Release);
+        f.next_elems.store(elems, Ordering::Release);
+        h.head.0.store(end, Ordering::Release);
         Ok(RingWriter {
             shared,
             head: end,
             cached_tail: tail,
+            elems,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
             doorbell: DoorbellSender::default(),
@@ -821,11 +867,12 @@ impl Ring {
             });
         }
         let head = h.head.0.load(Ordering::Acquire);
+        let (end, elems) = h.frames.0.settled(head);
         Ok(RingState {
             head,
             committed: h.tail.0.load(Ordering::Acquire),
-            elems: h.frames.0.elems.load(Ordering::Acquire),
-            partial: h.frames.0.end.load(Ordering::Acquire) != head,
+            elems,
+            partial: end != head,
             writer_closed: h.control.0.writer_closed.load(Ordering::Acquire) != 0,
         })
     }
@@ -836,10 +883,12 @@ impl Ring {
         let h = shared.header();
         let head = h.head.0.load(Ordering::Relaxed);
         let tail = h.tail.0.load(Ordering::Acquire);
+        let (_, elems) = h.frames.0.settled(head);
         Ok(RingWriter {
             shared,
             head,
             cached_tail: tail,
+            elems,
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
             doorbell: DoorbellSender::default(),
@@ -921,6 +970,8 @@ pub struct RingWriter {
     head: u64,
     /// Last seen `tail` (refreshed only when the ring looks full).
     cached_tail: u64,
+    /// Elements in the frames written so far (by this writer and those before it).
+    elems: u64,
     spin_limit: u32,
     closed: bool,
     doorbell: DoorbellSender,
@@ -1066,11 +1117,30 @@ impl RingWriter {
         Ok(())
     }
 
-    /// Writes all of `buf` at once if it fits now (a reader then never sees part of it);
-    /// Ok(false), writing nothing, if it does not.
-    pub fn try_write_whole(&mut self, buf: &[u8]) -> Result<bool, ShmError> {
+    /// Announces a frame of `len` bytes and `elems` elements, before its first byte is
+    /// published (see [`Frames`]).
+    fn announce(&self, len: usize, elems: u64) {
+        let f = &self.shared.header().frames.0;
+        f.next_end.store(self.head + len as u64, Ordering::Release);
+        f.next_elems.store(self.elems + elems, Ordering::Release);
+    }
+
+    /// Settles the announced frame once its last byte is published.
+    fn settle(&mut self, elems: u64) {
+        self.elems += elems;
+        self.shared.header().frames.0.settle(self.head, self.elems);
+    }
+
+    /// Writes `buf`, a frame of `elems` elements, at once if it fits now (the reader then
+    /// never sees part of it); Ok(false), writing nothing, if it does not. A writer that
+    /// takes over after this one died resumes after the last frame whose bytes were all
+    /// published ([`Ring::writer_resume`]), however it died.
+    pub fn try_write_frame(&mut self, buf: &[u8], elems: u64) -> Result<bool, ShmError> {
         if self.reader_closed() {
             return Err(ShmError::PeerClosed { done: 0 });
+        }
+        if buf.is_empty() {
+            return Ok(true);
         }
         if self.free() < buf.len() {
             self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
@@ -1078,20 +1148,24 @@ impl RingWriter {
                 return Ok(false);
             }
         }
-        if !buf.is_empty() {
-            self.copy_in(buf);
-        }
+        self.announce(buf.len(), elems);
+        self.copy_in(buf);
+        self.settle(elems);
         Ok(true)
     }
 
-    /// Writes all of `buf` as one unit, waiting until there is room for all of it, when it
-    /// fits in the ring at all; a larger `buf` goes in pieces ([`RingWriter::write_all`]).
-    pub fn write_whole(&mut self, buf: &[u8]) -> Result<(), ShmError> {
+    /// Writes `buf`, a frame of `elems` elements, as one unit, waiting until there is room
+    /// for all of it, when it fits in the ring at all; a larger frame goes in pieces (a
+    /// writer that dies in between leaves it partial: [`RingState::partial`]).
+    pub fn write_frame(&mut self, buf: &[u8], elems: u64) -> Result<(), ShmError> {
         if buf.len() > self.capacity() {
-            return self.write_all(buf);
+            self.announce(buf.len(), elems);
+            self.write_all(buf)?;
+            self.settle(elems);
+            return Ok(());
         }
         loop {
-            if self.try_write_whole(buf)? {
+            if self.try_write_frame(buf, elems)? {
                 return Ok(());
             }
             let h = self.shared.header();
@@ -1104,17 +1178,9 @@ impl RingWriter {
         }
     }
 
-    /// Records that a frame of `elems` elements ends at the current position: a writer that
-    /// takes over after this one died resumes here ([`Ring::writer_resume`]).
-    pub fn end_frame(&mut self, elems: u64) {
-        let f = &self.shared.header().frames.0;
-        f.elems.fetch_add(elems, Ordering::AcqRel);
-        f.end.store(self.head, Ordering::Release);
-    }
-
     /// Elements in complete frames ever written to this ring (by this writer and those before).
     pub fn elems_written(&self) -> u64 {
-        self.shared.header().frames.0.elems.load(Ordering::Acquire)
+        self.elems
     }
 
     /// Marks the ring writer-closed and wakes the reader (also done on drop).
@@ -1838,15 +1904,15 @@ mod tests {
         let mut w = Ring::writer_from_shared(region.clone()).unwrap();
         let mut r = Ring::reader_from_shared(region).unwrap();
         r.set_retain(true);
-        assert!(w.try_write_whole(&[7; 48]).unwrap());
+        assert!(w.try_write_frame(&[7; 48], 1).unwrap());
         let mut buf = [0u8; 48];
         assert_eq!(r.try_read(&mut buf), 48);
         // Read, but not committed: the bytes are still held, so 17 more do not fit.
         assert_eq!(r.retained(), 48);
-        assert!(!w.try_write_whole(&[8; 17]).unwrap());
+        assert!(!w.try_write_frame(&[8; 17], 1).unwrap());
         r.committer().commit(r.position());
         assert_eq!(r.retained(), 0);
-        assert!(w.try_write_whole(&[8; 17]).unwrap());
+        assert!(w.try_write_frame(&[8; 17], 1).unwrap());
     }
 
     #[test]
@@ -1857,10 +1923,8 @@ mod tests {
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         r.set_retain(true);
-        w.try_write_whole(&[1; 10]).unwrap();
-        w.end_frame(2);
-        w.try_write_whole(&[2; 10]).unwrap();
-        w.end_frame(3);
+        w.try_write_frame(&[1; 10], 2).unwrap();
+        w.try_write_frame(&[2; 10], 3).unwrap();
         let mut buf = [0u8; 10];
         r.read_exact(&mut buf).unwrap();
         let checkpoint = r.position();
@@ -1875,8 +1939,7 @@ mod tests {
         assert_eq!((st.elems, st.partial, st.committed), (5, true, 10));
         let mut w = Ring::writer_resume(dup(&region)).unwrap();
         assert_eq!(w.elems_written(), 5);
-        w.try_write_whole(&[4; 6]).unwrap();
-        w.end_frame(1);
+        w.try_write_frame(&[4; 6], 1).unwrap();
         assert!(!Ring::state(&region).unwrap().partial);
         // Reading again from the checkpoint: the second frame, then the new one (the partial
         // frame's bytes were overwritten).
@@ -1889,5 +1952,54 @@ mod tests {
         r.read_exact(&mut got).unwrap();
         assert_eq!(&got[..10], &[2; 10]);
         assert_eq!(&got[10..], &[4; 6]);
+    }
+
+    #[test]
+    fn a_writer_killed_after_publishing_a_frame_but_before_settling_it_resumes_after_it() {
+        let region = Ring::create_region(256).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let mut w = Ring::writer_from_region(dup(&region)).unwrap();
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        w.try_write_frame(&[1; 10], 2).unwrap();
+        // The steps of `try_write_frame` up to the commit point, then death.
+        w.announce(10, 3);
+        w.copy_in(&[2; 10]);
+        std::mem::forget(w);
+        // A live reader (not restarted) reads both frames meanwhile.
+        let mut buf = [0u8; 20];
+        r.read_exact(&mut buf).unwrap();
+        let st = Ring::state(&region).unwrap();
+        assert_eq!((st.head, st.elems, st.partial), (20, 5, false));
+        let mut w = Ring::writer_resume(dup(&region)).unwrap();
+        assert_eq!(w.elems_written(), 5);
+        w.try_write_frame(&[3; 6], 1).unwrap();
+        let mut got = [0u8; 6];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(
+            got, [3; 6],
+            "the reader goes on where it was, nothing again"
+        );
+        assert_eq!(Ring::state(&region).unwrap().elems, 6);
+    }
+
+    #[test]
+    fn a_writer_killed_inside_a_frame_the_reader_began_cannot_resume() {
+        let region = Ring::create_region(64).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let mut w = Ring::writer_from_region(dup(&region)).unwrap();
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        w.try_write_frame(&[1; 8], 1).unwrap();
+        // A frame larger than the ring goes in pieces: the writer dies after the first.
+        w.announce(100, 1);
+        w.copy_in(&[2; 40]);
+        std::mem::forget(w);
+        let mut buf = [0u8; 30];
+        r.read_exact(&mut buf).unwrap();
+        let st = Ring::state(&region).unwrap();
+        assert_eq!((st.head, st.elems, st.partial), (48, 1, true));
+        let e = Ring::writer_resume(dup(&region))
+            .err()
+            .expect("must refuse");
+        assert!(e.to_string().contains("did not finish"), "{e}");
     }
 }

@@ -196,8 +196,7 @@ fn write_frames(
         if end <= at {
             continue;
         }
-        ring.write_whole(&buf[at..end])?;
-        ring.end_frame(elems);
+        ring.write_frame(&buf[at..end], elems)?;
         at = end;
     }
     Ok(())
@@ -323,11 +322,9 @@ impl<T: Element> DirectDrain<T> for Drain {
         // Counted before the consumer can see (and uncount) the elements.
         chan.count_pushed(whole);
         let ring = w.ring.as_mut().expect("checked above");
-        match ring.try_write_whole(&w.buf) {
-            Ok(true) => {
-                let n = w.buf_frames.iter().map(|f| f.1).sum();
-                ring.end_frame(n);
-            }
+        let n = w.buf_frames.iter().map(|f| f.1).sum();
+        match ring.try_write_frame(&w.buf, n) {
+            Ok(true) => {}
             Ok(false) => {
                 std::mem::swap(&mut w.stash, &mut w.buf);
                 std::mem::swap(&mut w.stash_frames, &mut w.buf_frames);
@@ -492,10 +489,7 @@ fn write_backlog<T: Element>(drain: &Drain, chan: &Channel<T>) -> Result<(), Rem
                         Recv::End(e) => {
                             let ring = w.ring.as_mut().expect("still open");
                             let tag = if e.cycle { TAG_END_CYCLE } else { TAG_END };
-                            let r = ring.write_whole(&[tag, 0, 0, 0, 0]).map_err(ring_err);
-                            if r.is_ok() {
-                                ring.end_frame(0);
-                            }
+                            let r = ring.write_frame(&[tag, 0, 0, 0, 0], 0).map_err(ring_err);
                             if let Some(ring) = w.ring.take() {
                                 ring.close();
                             }

@@ -1226,6 +1226,23 @@ fn restart_group(sh: &Arc<Shared>, sp: &Spawner, index: usize, f: Failure) {
     for &(_, i) in &others {
         wait_gone(sh, i, Duration::from_secs(2));
     }
+    // A restarted producer resumes after the last frame it finished; one it died inside
+    // (a frame larger than its ring, written in pieces) may be partly read already.
+    for (ri, r) in plan.rings.iter().enumerate() {
+        if set.contains(&plan.op_proc[r.producer])
+            && Ring::state(&sp.rings[ri]).map_or(true, |st| st.partial)
+        {
+            let f = Failure {
+                message: format!(
+                    "{}; group \"{}\" died inside a frame of stream \"{}\": replaying the pipeline",
+                    f.message, plan.procs[plan.op_proc[r.producer]], r.stream
+                ),
+                ..f.clone()
+            };
+            end_attempt(sh, f, Decision::Restart(Duration::ZERO));
+            return;
+        }
+    }
     // Can each resume? Its input rings must still hold what its checkpoint read up to.
     let cps = lock(&sh.checkpoints).clone();
     for &(q, _) in &others {
@@ -1250,10 +1267,7 @@ fn restart_group(sh: &Arc<Shared>, sp: &Spawner, index: usize, f: Failure) {
             }
             let pos = cp.as_ref().and_then(|c| c.input(ri)).map_or(0, |i| i.pos);
             let state = Ring::state(&sp.rings[ri]);
-            let ok = state.as_ref().is_ok_and(|st| st.committed <= pos);
-            let producer_partial = set.contains(&plan.op_proc[r.producer])
-                && state.as_ref().is_ok_and(|st| st.partial);
-            if !ok || producer_partial {
+            if !state.as_ref().is_ok_and(|st| st.committed <= pos) {
                 let f = Failure {
                     message: format!(
                         "{}; stream \"{}\" no longer holds what group \"{}\" must read again: replaying the pipeline",
