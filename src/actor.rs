@@ -6,7 +6,6 @@
 //! input has ended (or its cycle went quiet) the operator does its end work, flushes what is
 //! pending, and closes its outputs.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -411,10 +410,7 @@ impl<O: Operator> OpActor<O> {
         f: impl FnOnce(&mut O, &mut Outputs<O::Out>) -> OpResult<R>,
     ) -> OpResult<R> {
         let (op, out) = (&mut *self.op, &mut self.out);
-        match catch_unwind(AssertUnwindSafe(|| f(op, out))) {
-            Ok(r) => r,
-            Err(p) => Err(OpError::from_panic(p.as_ref())),
-        }
+        crate::operator::catch_panic(|| f(op, out))
     }
 
     /// Moves what the operator wrote into its output links.

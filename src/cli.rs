@@ -115,6 +115,9 @@ pub fn main() -> ExitCode {
     main_with(Registry::default())
 }
 
+/// Exit status of a process that ended on a panic outside any operator (a runtime bug).
+const INTERNAL_ERROR: i32 = 101;
+
 /// The entry point of an application's binary that adds its own operator kinds: manifests may
 /// use them, in process groups too (workers re-execute this binary).
 pub fn main_with(registry: Registry) -> ExitCode {
@@ -122,13 +125,28 @@ pub fn main_with(registry: Registry) -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     // A panic in an operator is caught and handled (restarted, or reported with the operator
-    // and element): log it as one line instead of a backtrace, unless RUST_BACKTRACE asks.
-    if std::env::var_os("RUST_BACKTRACE").is_none() {
-        std::panic::set_hook(Box::new(|info| {
-            let thread = std::thread::current();
-            tracing::error!(thread = thread.name().unwrap_or("unnamed"), "panic: {info}");
-        }));
-    }
+    // and element): log it as one line instead of a backtrace, unless RUST_BACKTRACE asks. Any
+    // other panic is a bug of the runtime, after which the run could wait forever for what the
+    // panicking task would have done: end the process (a worker is then restarted from its
+    // last checkpoint by its supervisor, which sees it crash).
+    let default_hook = std::panic::take_hook();
+    let backtrace = std::env::var_os("RUST_BACKTRACE").is_some();
+    std::panic::set_hook(Box::new(move |info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        if backtrace {
+            default_hook(info);
+        } else {
+            tracing::error!(thread = name, "panic: {info}");
+        }
+        if !crate::operator::panic_is_handled() {
+            tracing::error!(
+                thread = name,
+                "internal error: a panic outside any operator; this process ends (please report it)"
+            );
+            std::process::exit(INTERNAL_ERROR);
+        }
+    }));
     match cli.command {
         Cmd::Validate { manifest } => match load(&manifest, &registry) {
             Ok(m) => {

@@ -1093,7 +1093,13 @@ impl Runner {
                 Ok(())
             })
             .map_err(|e| RunError::Runtime(e.to_string()))?;
-        let joined = main.join();
+        // A panic here is a bug in the runtime itself (operators' panics are caught): what
+        // the run waits for may never come, so end now and let a supervisor restart the process.
+        let Ok(joined) = main.join() else {
+            return Err(RunError::Runtime(
+                "the runtime thread panicked (see the log above)".into(),
+            ));
+        };
         run.wait();
         let crate::run::Outcome {
             mut failures,
@@ -1148,10 +1154,8 @@ impl Runner {
                 None => report.drops.push((stream_names[*s].clone(), n)),
             }
         }
-        match joined {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(RunError::Runtime(e)),
-            Err(_) => return Err(RunError::Runtime("the runtime thread panicked".into())),
+        if let Err(e) = joined {
+            return Err(RunError::Runtime(e));
         }
         if !failures.is_empty() {
             return Err(RunError::Failed(failures, Box::new(report)));

@@ -693,9 +693,7 @@ impl Drop for ReadSide {
             .spawn({
                 let done = done.clone();
                 move || {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        discard_rest(frames, ring)
-                    }));
+                    let r = crate::operator::catching(|| discard_rest(frames, ring));
                     done.finish(r);
                 }
             });

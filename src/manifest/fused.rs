@@ -14,7 +14,6 @@
 //!
 //! Which chains are fused is decided in [`crate::manifest::fuse`].
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -142,10 +141,7 @@ impl Fused {
             &mut self.bufs[i]
         };
         let op = &mut self.ops[i];
-        let r = match catch_unwind(AssertUnwindSafe(|| f(op, target))) {
-            Ok(r) => r,
-            Err(p) => Err(OpError::from_panic(p.as_ref())),
-        };
+        let r = crate::operator::catch_panic(|| f(op, target));
         if r.is_err() {
             self.done[i] = true;
             let _ = self.failed.set(self.names[i].clone());

@@ -52,6 +52,31 @@ pub struct OpError {
     pub data_error: bool,
 }
 
+thread_local! {
+    /// How many [`catching`] calls this thread is inside.
+    static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, catching a panic that the caller handles (an operator's failure): while it runs,
+/// [`panic_is_handled`] is true on this thread.
+pub fn catching<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    r
+}
+
+/// Runs an operator's callback, turning a panic into its [`OpError`].
+pub fn catch_panic<R>(f: impl FnOnce() -> OpResult<R>) -> OpResult<R> {
+    catching(f).unwrap_or_else(|p| Err(OpError::from_panic(p.as_ref())))
+}
+
+/// True while a panic on this thread is caught and handled ([`catching`]); a panic anywhere
+/// else is a bug of the runtime, which the binary's panic hook answers by ending the process.
+pub fn panic_is_handled() -> bool {
+    CATCHING.with(|c| c.get() > 0)
+}
+
 impl OpError {
     /// A failure with a message.
     pub fn new(message: impl Into<String>) -> Self {
@@ -364,5 +389,28 @@ impl<O: Operator + ?Sized> Operator for Box<O> {
 
     fn restore(&mut self, state: &[u8]) -> OpResult {
         (**self).restore(state)
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_catch_panic_is_handled_and_becomes_the_operators_error() {
+        assert!(!panic_is_handled());
+        let seen = std::sync::atomic::AtomicBool::new(false);
+        let r: OpResult<()> = catch_panic(|| {
+            seen.store(panic_is_handled(), std::sync::atomic::Ordering::Relaxed);
+            let inner = catching(|| panic!("inner"));
+            assert!(
+                inner.is_err() && panic_is_handled(),
+                "nested: still handled"
+            );
+            panic!("boom at {}", 7)
+        });
+        assert!(seen.load(std::sync::atomic::Ordering::Relaxed));
+        assert_eq!(r.unwrap_err().message, "panicked: boom at 7");
+        assert!(!panic_is_handled(), "outside again once it returned");
     }
 }
