@@ -39,7 +39,7 @@ fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) {
             return;
         }
     }
-    dst.clear();
+    crate::value::clear_batch(dst);
     dst.extend_from_slice(b);
 }
 
@@ -316,7 +316,7 @@ impl<O: Operator> OpActor<O> {
         }) {
             Ok(()) => {
                 // Kept for the next batch's copy (emptied: it holds nothing alive meanwhile).
-                copy.clear();
+                crate::value::clear_batch(&mut copy);
                 self.spare = copy;
                 Ok(true)
             }

@@ -319,6 +319,7 @@ impl<T: Element> DirectDrain<T> for Drain {
             self.wake_thread();
             return Some(batch);
         }
+        crate::value::drop_batch(batch);
         // Counted before the consumer can see (and uncount) the elements.
         chan.count_pushed(whole);
         let ring = w.ring.as_mut().expect("checked above");
@@ -476,6 +477,7 @@ fn write_backlog<T: Element>(drain: &Drain, chan: &Channel<T>) -> Result<(), Rem
                                     source,
                                 })
                                 .and_then(|()| {
+                                    crate::value::drop_batch(b);
                                     let ring = w.ring.as_mut().expect("still open");
                                     write_frames(ring, &w.buf, &w.buf_frames, 0).map_err(ring_err)
                                 });

@@ -315,7 +315,10 @@ impl CheckFn for StreamCheck {
             StreamType::F64 => vs.iter_mut().position(|v| match v {
                 Value::Float(_) => false,
                 Value::Int(i) => {
-                    *v = Value::Float(*i as f64);
+                    let f = Value::Float(*i as f64);
+                    // SAFETY: `v` is an integer, which owns no memory: overwriting it without
+                    // its drop call leaks nothing.
+                    unsafe { std::ptr::write(v, f) };
                     false
                 }
                 _ => true,

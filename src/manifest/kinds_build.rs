@@ -126,7 +126,7 @@ pub fn build_op(
             Ok(g.add_operator(kind, op, &refs, d.outputs.len()))
         }
         "sink.null" => {
-            g.sink_element(&inputs[0], |_x: Value| {});
+            g.sink_null(&inputs[0]);
             Ok(vec![])
         }
         "copy" => Ok(g.copy(&inputs[0], d.outputs.len())),

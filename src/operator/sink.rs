@@ -426,7 +426,25 @@ impl<T: Element> Operator for ChannelSink<T> {
     }
 }
 
+/// `sink.null`: takes every element and drops it (a benchmark's or a test's end of a stream).
+pub struct SinkNull<T>(std::marker::PhantomData<fn(T)>);
+
+impl<T: Element> Operator for SinkNull<T> {
+    type In = T;
+    type Out = T;
+
+    fn on_batch(&mut self, _port: usize, batch: Vec<T>, _out: &mut Outputs<T>) -> OpResult {
+        crate::value::drop_batch(batch);
+        Ok(())
+    }
+}
+
 impl Graph {
+    /// A sink that drops every element ([`SinkNull`]).
+    pub fn sink_null<T: Element>(&mut self, s: &Stream<T>) {
+        self.add_sink("sink.null", SinkNull(std::marker::PhantomData), &[s])
+    }
+
     /// `sink_element`: calls `f` on every element (side effects only).
     ///
     /// What `f` captures is not part of the operator's snapshot (it has none).

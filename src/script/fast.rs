@@ -140,7 +140,9 @@ impl FastExpr {
 fn map_run(xs: &mut [Value], f: impl Fn(Num) -> Option<Num>) -> usize {
     for (i, x) in xs.iter_mut().enumerate() {
         match Num::of(x).and_then(&f) {
-            Some(r) => *x = r.into_value(),
+            // SAFETY: `x` is a scalar (`Num::of` took it), which owns no memory: overwriting
+            // it without its drop call leaks nothing.
+            Some(r) => unsafe { std::ptr::write(x, r.into_value()) },
             None => return i,
         }
     }
