@@ -28,7 +28,9 @@ const BATCHES_PER_WAKE: usize = 64;
 /// memory: a batch of scalar [`Value`]s (the common case) is copied as plain memory rather than
 /// element by element.
 #[allow(clippy::ptr_arg)] // `Vec`s (sized) to downcast safely through `Any`
-fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) {
+/// Returns true when the copy holds only scalars (it can then be emptied with
+/// [`forget_scalars`]).
+fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) -> bool {
     let src = b as &dyn std::any::Any;
     let to = dst as &mut dyn std::any::Any;
     if let (Some(vs), Some(to)) = (
@@ -36,11 +38,19 @@ fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) {
         to.downcast_mut::<Vec<Value>>(),
     ) {
         if crate::value::copy_scalars_into(vs, to) {
-            return;
+            return true;
         }
     }
     crate::value::clear_batch(dst);
     dst.extend_from_slice(b);
+    false
+}
+
+/// Empties a copy that [`copy_batch_into`] said holds only scalars, without looking at it.
+fn forget_scalars<T>(copy: &mut Vec<T>) {
+    // SAFETY: the copy holds scalar `Value`s only (see `copy_batch_into`), which own no
+    // memory: not running their drops leaks nothing.
+    unsafe { copy.set_len(0) }
 }
 
 /// At most how many elements a source is asked for per call (less when its links are smaller:
@@ -307,7 +317,7 @@ impl<O: Operator> OpActor<O> {
         }
         let saved = self.op.snapshot()?;
         let mut copy = std::mem::take(&mut self.spare);
-        copy_batch_into(&b, &mut copy);
+        let scalars = copy_batch_into(&b, &mut copy);
         self.calls += 1;
         let (name, call) = (self.w.name.clone(), self.calls);
         match self.guarded(|op, out| {
@@ -316,7 +326,11 @@ impl<O: Operator> OpActor<O> {
         }) {
             Ok(()) => {
                 // Kept for the next batch's copy (emptied: it holds nothing alive meanwhile).
-                crate::value::clear_batch(&mut copy);
+                if scalars {
+                    forget_scalars(&mut copy);
+                } else {
+                    crate::value::clear_batch(&mut copy);
+                }
                 self.spare = copy;
                 Ok(true)
             }
@@ -782,7 +796,7 @@ impl<O: Operator> Handler<TakeCheckpoint> for OpActor<O> {
 
 #[cfg(test)]
 mod copy_tests {
-    use super::copy_batch_into;
+    use super::{copy_batch_into, forget_scalars};
     use crate::Value;
 
     #[test]
@@ -796,15 +810,17 @@ mod copy_tests {
         let mixed = vec![Value::Str("a".into()), Value::Int(7)];
         // Reused buffers: longer, shorter, holding strings, holding scalars.
         let mut dst = vec![Value::Str("stale".into()); 9];
-        copy_batch_into(&scalars, &mut dst);
+        assert!(copy_batch_into(&scalars, &mut dst), "scalars");
         assert_eq!(dst, scalars);
-        copy_batch_into(&mixed, &mut dst);
+        assert!(!copy_batch_into(&mixed, &mut dst), "a string is no scalar");
         assert_eq!(dst, mixed);
-        copy_batch_into(&scalars[..1].to_vec(), &mut dst);
+        assert!(copy_batch_into(&scalars[..1].to_vec(), &mut dst));
         assert_eq!(dst, vec![Value::Int(1)]);
+        forget_scalars(&mut dst);
+        assert!(dst.is_empty());
         // Not Values: copied element by element.
         let mut ints = vec![9u64; 3];
-        copy_batch_into(&vec![1u64, 2], &mut ints);
+        assert!(!copy_batch_into(&vec![1u64, 2], &mut ints));
         assert_eq!(ints, vec![1, 2]);
     }
 }

@@ -121,10 +121,16 @@ fn is_scalar(v: &Value) -> bool {
     )
 }
 
+/// True if every element of `vs` is a scalar: a branch per 16 elements, not per element.
+fn all_scalars(vs: &[Value]) -> bool {
+    vs.chunks(16)
+        .all(|c| c.iter().fold(true, |all, v| all & is_scalar(v)))
+}
+
 /// Empties `vs`. A batch of scalars (the common batch of numbers) is emptied after one scan
 /// instead of a drop call per element.
 pub fn clear_values(vs: &mut Vec<Value>) {
-    if vs.iter().all(is_scalar) {
+    if all_scalars(vs) {
         // SAFETY: scalars own no memory, so not running their drop leaks nothing.
         unsafe { vs.set_len(0) }
     } else {
@@ -149,7 +155,7 @@ pub fn drop_batch<T: 'static>(mut vs: Vec<T>) {
 /// Replaces the contents of `dst` with a copy of `vs` made as one block copy, if every element
 /// is a scalar (null, bool, integer, float); false (and `dst` untouched) otherwise.
 pub(crate) fn copy_scalars_into(vs: &[Value], dst: &mut Vec<Value>) -> bool {
-    if !vs.iter().all(is_scalar) {
+    if !all_scalars(vs) {
         return false;
     }
     clear_values(dst);
