@@ -127,6 +127,14 @@ fn all_scalars(vs: &[Value]) -> bool {
         .all(|c| c.iter().fold(true, |all, v| all & is_scalar(v)))
 }
 
+/// True if every element of `vs` is a float (as [`all_scalars`]).
+pub(crate) fn all_floats(vs: &[Value]) -> bool {
+    vs.chunks(16).all(|c| {
+        c.iter()
+            .fold(true, |all, v| all & matches!(v, Value::Float(_)))
+    })
+}
+
 /// Empties `vs`. A batch of scalars (the common batch of numbers) is emptied after one scan
 /// instead of a drop call per element.
 pub fn clear_values(vs: &mut Vec<Value>) {

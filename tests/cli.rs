@@ -476,6 +476,39 @@ path = "out.jsonl"
     assert_eq!(c.read("out.jsonl"), "1.0\n2.0\n3.0\n");
 }
 
+#[test]
+fn a_range_into_an_f64_stream_gives_floats_and_into_another_stream_integers() {
+    for (ty, want) in [
+        ("f64", "0.0\n2.0\n4.0\n"),
+        ("i64", "0\n2\n4\n"),
+        ("any", "0\n2\n4\n"),
+    ] {
+        let c = Case::new(&format!(
+            r#"
+[[stream]]
+name = "x"
+type = "{ty}"
+
+[[operator]]
+name = "src"
+op = "source.range"
+end = 5
+step = 2
+out = "x"
+
+[[operator]]
+name = "out"
+op = "sink.file"
+in = "x"
+path = "out.jsonl"
+"#
+        ));
+        let r = c.run();
+        assert_eq!(r.code, 0, "{ty}: {}", r.stderr);
+        assert_eq!(c.read("out.jsonl"), want, "{ty}");
+    }
+}
+
 // ---------------------------------------------------------------- sources: interval, stdin
 
 #[test]

@@ -312,6 +312,7 @@ impl CheckFn for StreamCheck {
     fn check_all(&mut self, vs: &mut [Value]) -> Result<(), (usize, OpError)> {
         let bad = match self.ty {
             StreamType::Any => None,
+            StreamType::F64 if crate::value::all_floats(vs) => None,
             StreamType::F64 => vs.iter_mut().position(|v| match v {
                 Value::Float(_) => false,
                 Value::Int(i) => {

@@ -82,8 +82,15 @@ pub fn build_op(
                 end,
                 step,
             };
-            let src = IterSource::new(it.map(Value::Int));
-            one(g.source_paced_clocked("source.range", src, d.interval(), slot))
+            // Floats from the start on an f64 stream (its check then converts nothing).
+            let out = if m.stream(&d.outputs[0]).ty == StreamType::F64 {
+                let src = IterSource::new(it.map(|i| Value::Float(i as f64)));
+                g.source_paced_clocked("source.range", src, d.interval(), slot)
+            } else {
+                let src = IterSource::new(it.map(Value::Int));
+                g.source_paced_clocked("source.range", src, d.interval(), slot)
+            };
+            one(out)
         }
         "map_element" | "filter_element" if d.state.is_none() => {
             let Some((Script::Plain(f), _)) = Script::of(m, d)? else {
