@@ -46,6 +46,18 @@ fn copy_batch_into<T: Clone + 'static>(b: &Vec<T>, dst: &mut Vec<T>) -> bool {
     false
 }
 
+/// Moves the memory of the empty `from` into `to`, when `to` has none and both hold the
+/// same element type.
+#[allow(clippy::ptr_arg)] // `Vec`s (sized) to downcast through `Any`
+fn reuse_as<T: 'static, U: 'static>(from: &mut Vec<T>, to: &mut Vec<U>) {
+    if to.capacity() == 0 {
+        if let Some(from) = (from as &mut dyn std::any::Any).downcast_mut::<Vec<U>>() {
+            debug_assert!(from.is_empty());
+            std::mem::swap(from, to);
+        }
+    }
+}
+
 /// Empties a copy that [`copy_batch_into`] said holds only scalars, without looking at it.
 fn forget_scalars<T>(copy: &mut Vec<T>) {
     // SAFETY: the copy holds scalar `Value`s only (see `copy_batch_into`), which own no
@@ -310,12 +322,38 @@ impl<O: Operator> OpActor<O> {
 
     /// Runs `on_batch`; with a restart policy, a failure (not a data error) puts the state back
     /// as it was before the batch and schedules the batch again. Ok(false): deferred.
-    fn process(&mut self, ctx: &mut Context<Self>, port: usize, b: Vec<O::In>) -> OpResult<bool> {
+    fn process(
+        &mut self,
+        ctx: &mut Context<Self>,
+        port: usize,
+        mut b: Vec<O::In>,
+    ) -> OpResult<bool> {
         if self.w.restart.is_none() {
             self.guarded(|op, out| op.on_batch(port, b, out))?;
             return Ok(true);
         }
         let saved = self.op.snapshot()?;
+        if self.op.reads_batches() {
+            // The operator leaves the batch as it was when it fails: no copy is kept.
+            self.calls += 1;
+            let (name, call) = (self.w.name.clone(), self.calls);
+            if self.out.len() == 1 {
+                // The memory of the last batch read holds this one's output.
+                reuse_as(&mut self.spare, self.out.port_mut(0));
+            }
+            return match self.guarded(|op, out| {
+                Self::chaos(&name, call);
+                op.on_batch_ref(port, &b, out)
+            }) {
+                Ok(()) => {
+                    crate::value::clear_batch(&mut b);
+                    self.spare = b;
+                    Ok(true)
+                }
+                Err(e) if e.data_error => Err(e),
+                Err(e) => self.restart_in_place(ctx, e, saved, Retry::Batch(port, b)),
+            };
+        }
         let mut copy = std::mem::take(&mut self.spare);
         let scalars = copy_batch_into(&b, &mut copy);
         self.calls += 1;

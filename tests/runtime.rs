@@ -202,3 +202,84 @@ fn a_reader_lagging_by_millions_holds_only_its_unread_part_and_misses_nothing() 
     assert_eq!(next, N);
     assert!(lag.is_empty());
 }
+
+/// An operator that reads its batches in place of taking them, and fails once, in the middle
+/// of the third batch, after emitting part of it.
+struct FailsOnceReading {
+    batches: u32,
+    failed: bool,
+}
+
+impl tributary::Operator for FailsOnceReading {
+    type In = i64;
+    type Out = i64;
+
+    fn on_batch(
+        &mut self,
+        _port: usize,
+        _batch: Vec<i64>,
+        _out: &mut tributary::Outputs<i64>,
+    ) -> tributary::OpResult {
+        panic!("the runtime must give this operator its batches to read");
+    }
+
+    fn reads_batches(&self) -> bool {
+        true
+    }
+
+    fn on_batch_ref(
+        &mut self,
+        _port: usize,
+        batch: &[i64],
+        out: &mut tributary::Outputs<i64>,
+    ) -> tributary::OpResult {
+        self.batches += 1;
+        for (i, x) in batch.iter().enumerate() {
+            if self.batches == 3 && !self.failed && i == batch.len() / 2 {
+                self.failed = true;
+                return Err(tributary::OpError::new("transient"));
+            }
+            out.push(x * 10);
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn an_operator_reading_its_batches_is_given_the_same_batch_again_after_a_restart_in_place() {
+    let mut g = Graph::new();
+    let x = g.source_iter(0..1000i64);
+    g.set_link(
+        &x,
+        LinkConfig {
+            capacity: 64,
+            ..LinkConfig::default()
+        },
+    );
+    g.restart_next(Some(tributary::OpRestart {
+        max_restarts: 3,
+        within: std::time::Duration::from_secs(10),
+        backoff: (
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(2),
+        ),
+    }));
+    let y = g.add_unary(
+        "fails_once",
+        FailsOnceReading {
+            batches: 0,
+            failed: false,
+        },
+        &[&x],
+    );
+    g.restart_next(None);
+    let out = g.collect(&y);
+    let report = g.run().unwrap();
+    assert_eq!(out.take(), (0..1000i64).map(|v| v * 10).collect::<Vec<_>>());
+    assert_eq!(report.restarts.len(), 1, "{:?}", report.restarts);
+    assert!(
+        report.restarts[0].contains("1 restart(s) in place"),
+        "{:?}",
+        report.restarts
+    );
+}

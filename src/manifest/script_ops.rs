@@ -40,6 +40,25 @@ impl Operator for ScriptBatch {
         };
         r.map_err(|(_, e)| self.err(e))
     }
+
+    fn reads_batches(&self) -> bool {
+        !self.filter
+    }
+
+    fn on_batch_ref(
+        &mut self,
+        _port: usize,
+        batch: &[Value],
+        out: &mut Outputs<Value>,
+    ) -> OpResult {
+        let o = out.port_mut(0);
+        let r = if self.filter {
+            self.f.filter_batch("x", batch.to_vec(), o)
+        } else {
+            self.f.map_batch_ref("x", batch, o)
+        };
+        r.map_err(|(_, e)| self.err(e))
+    }
 }
 
 /// A manifest `fn` whose state, if it has one, the operator holds (so that it is part of the

@@ -113,6 +113,19 @@ impl<O: Operator> Operator for Checked<O> {
         self.call(out, |op, out| op.on_batch(port, batch, out))
     }
 
+    fn reads_batches(&self) -> bool {
+        self.inner.reads_batches()
+    }
+
+    fn on_batch_ref(
+        &mut self,
+        port: usize,
+        batch: &[O::In],
+        out: &mut Outputs<O::Out>,
+    ) -> OpResult {
+        self.call(out, |op, out| op.on_batch_ref(port, batch, out))
+    }
+
     fn on_end(&mut self, port: usize, out: &mut Outputs<O::Out>) -> OpResult {
         self.call(out, |op, out| op.on_end(port, out))
     }

@@ -307,6 +307,24 @@ pub trait Operator: Send + 'static {
         Err(OpError::new(format!("this operator has no input {port}")))
     }
 
+    /// True if the operator implements [`Operator::on_batch_ref`]: the runtime then gives it
+    /// batches to read, and keeps no copy of each batch for a restart in place (the batch
+    /// itself is given again).
+    fn reads_batches(&self) -> bool {
+        false
+    }
+
+    /// Like [`Operator::on_batch`], reading the batch instead of taking it: it must be left
+    /// as it was, also when the call fails. Called only when [`Operator::reads_batches`].
+    fn on_batch_ref(
+        &mut self,
+        port: usize,
+        batch: &[Self::In],
+        out: &mut Outputs<Self::Out>,
+    ) -> OpResult {
+        self.on_batch(port, batch.to_vec(), out)
+    }
+
     /// Input `port` has ended (after its last batch).
     fn on_end(&mut self, _port: usize, _out: &mut Outputs<Self::Out>) -> OpResult {
         Ok(())
@@ -365,6 +383,19 @@ impl<O: Operator + ?Sized> Operator for Box<O> {
         out: &mut Outputs<Self::Out>,
     ) -> OpResult {
         (**self).on_batch(port, batch, out)
+    }
+
+    fn reads_batches(&self) -> bool {
+        (**self).reads_batches()
+    }
+
+    fn on_batch_ref(
+        &mut self,
+        port: usize,
+        batch: &[Self::In],
+        out: &mut Outputs<Self::Out>,
+    ) -> OpResult {
+        (**self).on_batch_ref(port, batch, out)
     }
 
     fn on_end(&mut self, port: usize, out: &mut Outputs<Self::Out>) -> OpResult {

@@ -149,6 +149,26 @@ fn map_run(xs: &mut [Value], f: impl Fn(Num) -> Option<Num>) -> usize {
     xs.len()
 }
 
+/// Like [`map_run`], reading `xs` and appending the results to `out` (`xs` is left as it was).
+#[inline(always)]
+fn map_into_run((xs, out): (&[Value], &mut Vec<Value>), f: impl Fn(Num) -> Option<Num>) -> usize {
+    let start = out.len();
+    out.reserve(xs.len());
+    let mut n = 0;
+    for (slot, x) in out.spare_capacity_mut()[..xs.len()].iter_mut().zip(xs) {
+        match Num::of(x).and_then(&f) {
+            Some(r) => {
+                slot.write(r.into_value());
+                n += 1;
+            }
+            None => break,
+        }
+    }
+    // SAFETY: the first `n` spare slots were just initialized.
+    unsafe { out.set_len(start + n) };
+    n
+}
+
 /// Runs the filter `f` over the leading elements of `xs` as long as each is a scalar for which
 /// `f` gives a bool, moving those it keeps to the front, in order; returns (how many elements
 /// were decided, how many of them were kept).
@@ -253,6 +273,17 @@ impl FastExpr {
     /// the rest (from the first element the fast path leaves to Rhai) are untouched.
     pub(crate) fn map_prefix(&self, slots: [Num; MAX_VARS], k: usize, xs: &mut [Value]) -> usize {
         batch_kernel!(self, slots, k, xs, map_run)
+    }
+
+    /// [`FastExpr::map_prefix`] reading `xs` and appending the results to `out` instead.
+    pub(crate) fn map_prefix_into(
+        &self,
+        slots: [Num; MAX_VARS],
+        k: usize,
+        xs: &[Value],
+        out: &mut Vec<Value>,
+    ) -> usize {
+        batch_kernel!(self, slots, k, (xs, out), map_into_run)
     }
 
     /// `filter_element` over the leading elements of `xs`, in place (see [`FastExpr::map_prefix`]):

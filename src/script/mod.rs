@@ -392,6 +392,41 @@ impl ScriptFn {
         Ok(())
     }
 
+    /// [`ScriptFn::map_batch`] reading the batch instead of taking it (it is left as it was,
+    /// also on an error).
+    pub fn map_batch_ref(
+        &mut self,
+        name: &str,
+        xs: &[Value],
+        out: &mut Vec<Value>,
+    ) -> Result<(), (usize, ScriptError)> {
+        let fast = self.batch_slots(name);
+        let done = match (fast, self.fast.as_ref()) {
+            (Some((slots, k)), Some(fx)) => fx.map_prefix_into(slots, k, xs, out),
+            _ => 0,
+        };
+        for (i, x) in xs.iter().enumerate().skip(done) {
+            if let (Some((mut slots, k)), Some(fx)) = (fast, self.fast.as_ref()) {
+                if let Some(n) = Num::of(x) {
+                    slots[k] = n;
+                    if let Some(r) = fx.eval(&slots) {
+                        out.push(r.into_value());
+                        continue;
+                    }
+                }
+            }
+            let bindings = [(name, x)];
+            let r = self
+                .call_raw(&bindings)
+                .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
+            match r {
+                Ok(o) => o.extend_into(out),
+                Err(e) => return Err((i, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// `filter_element` over a whole batch: appends the elements whose result is `true` to
     /// `out`, in order. A result that is not a bool is an error.
     pub fn filter_batch(

@@ -709,10 +709,20 @@ proptest! {
                 (fast.map_batch("x", xs.clone(), &mut a), slow.map_batch("x", xs.clone(), &mut b))
             };
             prop_assert!(same_values(&a, &b), "{code} filter={filter} {xs:?}: fast {a:?} vs rhai {b:?}");
-            match (ra, rb) {
-                (Ok(()), Ok(())) => {}
-                (Err((i, e)), Err((j, f))) => prop_assert!(i == j && e == f, "{code}: {i} {e:?} vs {j} {f:?}"),
-                (x, y) => prop_assert!(false, "{code} filter={filter} {xs:?}: fast {x:?} vs rhai {y:?}"),
+            let same_result = |ra: &Result<(), (usize, ScriptError)>, rb: &Result<(), (usize, ScriptError)>| match (ra, rb) {
+                (Ok(()), Ok(())) => true,
+                (Err((i, e)), Err((j, f))) => i == j && e == f,
+                _ => false,
+            };
+            prop_assert!(same_result(&ra, &rb), "{code} filter={filter} {xs:?}: fast {ra:?} vs rhai {rb:?}");
+            if !filter {
+                // Reading the batch instead of taking it: the same, and the batch unchanged.
+                let mut c = prefix.clone();
+                let kept = xs.clone();
+                let rc = fast.map_batch_ref("x", &kept, &mut c);
+                prop_assert!(same_values(&kept, &xs), "{code}: the batch read was changed");
+                prop_assert!(same_values(&c, &b), "{code} {xs:?}: by reference {c:?} vs rhai {b:?}");
+                prop_assert!(same_result(&rc, &rb), "{code} {xs:?}: by reference {rc:?} vs rhai {rb:?}");
             }
         }
     }
