@@ -216,6 +216,9 @@ const DIRECT_WOKEN: u8 = 2;
 /// poll, instead of through a wake-up message and another scheduling round.
 struct Feeding {
     task: crate::pipeline::FeedTask,
+    /// Counted in the actor's `feeding` (it keeps the actor alive): a ring reader, which also
+    /// feeds other consumers. An operator's own task ([`Operator::take_task`]) is not.
+    counted: bool,
 }
 
 impl<O: Operator> ActorFuture<OpActor<O>> for Feeding {
@@ -233,7 +236,7 @@ impl<O: Operator> ActorFuture<OpActor<O>> for Feeding {
         if act.direct.swap(DIRECT_IDLE, Ordering::AcqRel) == DIRECT_WOKEN {
             act.on_wake(ctx);
         }
-        if r.is_ready() {
+        if r.is_ready() && this.counted {
             act.feeding -= 1;
             if act.phase == Phase::Done {
                 // The operator finished before the feed did (it failed, or the run stopped).
@@ -589,6 +592,12 @@ impl<O: Operator> OpActor<O> {
         }
         if self.phase == Phase::Starting {
             self.guarded(|op, out| op.start(out))?;
+            if let Some(task) = self.op.take_task() {
+                ctx.spawn(Feeding {
+                    task,
+                    counted: false,
+                });
+            }
             self.distribute();
             self.phase = Phase::Running;
             self.cycle_sub(1);
@@ -787,7 +796,10 @@ impl<O: Operator> Actor for OpActor<O> {
         }
         for driver in std::mem::take(&mut self.w.feeds) {
             self.feeding += 1;
-            ctx.spawn(Feeding { task: driver() });
+            ctx.spawn(Feeding {
+                task: driver(),
+                counted: true,
+            });
         }
         ctx.notify(Wake);
     }

@@ -117,6 +117,10 @@ impl<O: Operator> Operator for Checked<O> {
         self.inner.reads_batches()
     }
 
+    fn take_task(&mut self) -> Option<crate::operator::OpTask> {
+        self.inner.take_task()
+    }
+
     fn on_batch_ref(
         &mut self,
         port: usize,

@@ -1,13 +1,15 @@
 //! External commands as a source (`source.exec`: each JSON line the command prints is an
 //! element) and as a sink (`sink.exec`: the command reads the elements as JSON lines).
 //!
-//! Neither blocks its actor on the command: a reader thread feeds the source's input link
-//! (the `source_channel` machinery), and a writer thread drains a bounded link into the sink
-//! command's standard input. A sink writes a batch itself when nothing is queued before it and
+//! Neither blocks its actor on the command: the source reads the command's output on its
+//! actor's thread as a task the actor polls (the output is non-blocking and registered with
+//! the event loop), pushing into the source's own input link (the `source_channel`
+//! machinery); with an `interval`, a reader thread does so and sleeps between lines. A writer
+//! thread drains a bounded link into the sink command's standard input. A sink writes a batch itself when nothing is queued before it and
 //! the command has read everything so far (the write cannot block): one wake-up less.
 
 use std::io::{BufRead, BufReader, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -123,6 +125,9 @@ pub struct ExecSource {
     chan: Option<Arc<Channel<Value>>>,
     shared: Arc<SourceShared>,
     reader: Option<JoinHandle<()>>,
+    /// What the reading task reads, from `start` until the actor takes the task (see
+    /// [`Reader::feed`]).
+    task: Option<(Reader, ChildStdout)>,
     emitted: u64,
 }
 
@@ -153,12 +158,22 @@ impl Operator for ExecSource {
             chan,
             shared: self.shared.clone(),
         };
+        if self.interval.is_none() {
+            // Read on the actor's own thread: one wake-up less per line than a reader thread.
+            self.task = Some((reader, stdout));
+            return Ok(());
+        }
         let h = std::thread::Builder::new()
             .name(format!("exec-r:{}", self.cmd.label))
             .spawn(move || reader.run(stdout))
             .map_err(|e| OpError::new(format!("cannot start a reader thread: {e}")))?;
         self.reader = Some(h);
         Ok(())
+    }
+
+    fn take_task(&mut self) -> Option<crate::operator::OpTask> {
+        let (reader, stdout) = self.task.take()?;
+        Some(Box::pin(reader.feed(stdout)))
     }
 
     fn on_batch(&mut self, _port: usize, batch: Vec<Value>, out: &mut Outputs<Value>) -> OpResult {
@@ -236,6 +251,12 @@ impl Reader {
 
     fn run(self, stdout: ChildStdout) {
         let failure = self.read(stdout);
+        self.end(failure);
+    }
+
+    /// After the last line: waits for the command (or kills it after a `failure`), keeps the
+    /// error to report, and ends the stream.
+    fn end(&self, failure: Option<OpError>) {
         let child = lock(&self.shared.child).take();
         let error = match (failure, child) {
             (Some(e), Some(mut c)) => {
@@ -259,6 +280,170 @@ impl Reader {
         }
         // After the error is in place: the operator looks for it once the stream has ended.
         self.chan.close(End::default());
+    }
+
+    /// Handles line number `line` (its bytes, the newline included or not): its element
+    /// goes into `batch`; a bad line is skipped or, under `on_error = "fail"`, the failure.
+    fn line(&self, line: usize, bytes: &[u8], batch: &mut Vec<Value>) -> Result<(), OpError> {
+        match parse_json_line(bytes, self.typecheck) {
+            Ok(None) => Ok(()),
+            Ok(Some(v)) => {
+                batch.push(v);
+                Ok(())
+            }
+            Err(reason) => {
+                let msg = format!("{}:{line}: {reason}", self.cmd.label);
+                match self.on_error {
+                    OnError::Fail => Err(OpError::data(msg)),
+                    OnError::Skip => {
+                        tracing::warn!("{msg} (line skipped)");
+                        self.shared.skipped.fetch_add(1, Ordering::Relaxed);
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the command's output on the actor's thread (the operator's task): the lines of
+    /// each read go into the source's link at once, waiting while it is full. The stream ends
+    /// as with [`Reader::run`]; once the operator stopped taking (the run stops), the command
+    /// is not read any more.
+    async fn feed(self, stdout: ChildStdout) {
+        let failure = self.feed_lines(stdout).await;
+        if self.chan.consumer_gone() {
+            // The source stopped: the command's output is not wanted any more.
+            if let Some(mut c) = lock(&self.shared.child).take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            self.chan.close(End::default());
+            return;
+        }
+        // Waiting for the command may block: not on the actor's thread.
+        let spawned = std::thread::Builder::new()
+            .name(format!("exec-w:{}", self.cmd.label))
+            .spawn(move || self.end(failure));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start a thread to wait for a command: {e}");
+        }
+    }
+
+    /// The lines of [`Reader::feed`]; returns the failure that stops the source, if any.
+    async fn feed_lines(&self, stdout: ChildStdout) -> Option<OpError> {
+        use std::io::Read;
+        use tokio::io::unix::AsyncFd;
+        let label = &self.cmd.label;
+        let fd = stdout.as_raw_fd();
+        let nonblocking = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL).and_then(|fl| {
+            let fl = nix::fcntl::OFlag::from_bits_retain(fl) | nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(fl))
+        });
+        if let Err(e) = nonblocking {
+            return Some(OpError::new(format!(
+                "{label}: cannot read its output: {e}"
+            )));
+        }
+        let file = std::fs::File::from(std::os::fd::OwnedFd::from(stdout));
+        // SAFETY: the descriptor is owned by `file`, which the AsyncFd owns: it stays open (and
+        // the same) until the AsyncFd is dropped.
+        let out =
+            match unsafe { AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE) } {
+                Ok(fd) => fd,
+                Err(e) => {
+                    return Some(OpError::new(format!(
+                        "{label}: cannot read its output: {e}"
+                    )))
+                }
+            };
+        let room = Arc::new(tokio::sync::Notify::new());
+        {
+            let room = room.clone();
+            self.chan
+                .set_producer_waker(Arc::new(move || room.notify_one()));
+        }
+        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        let mut batch = Vec::new();
+        let mut line = 0usize;
+        let mut failure = None;
+        let mut eof = false;
+        while failure.is_none() && !eof {
+            let mut guard = match out.readable().await {
+                Ok(g) => g,
+                Err(e) => {
+                    failure = Some(OpError::new(format!(
+                        "{label}:{}: cannot read: {e}",
+                        line + 1
+                    )));
+                    break;
+                }
+            };
+            let have = buf.len();
+            buf.resize(have + 64 * 1024, 0);
+            let n = match guard.try_io(|f| f.get_ref().read(&mut buf[have..])) {
+                Ok(Ok(n)) => {
+                    eof = n == 0;
+                    n
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+                    buf.truncate(have);
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    buf.truncate(have);
+                    failure = Some(OpError::new(format!(
+                        "{label}:{}: cannot read: {e}",
+                        line + 1
+                    )));
+                    break;
+                }
+                Err(_would_block) => {
+                    buf.truncate(have);
+                    continue;
+                }
+            };
+            buf.truncate(have + n);
+            // Every complete line (and at the end, the last one without a newline).
+            let mut start = 0;
+            while failure.is_none() {
+                let end = match buf[start..].iter().position(|&b| b == b'\n') {
+                    Some(i) => start + i + 1,
+                    None if eof && start < buf.len() => buf.len(),
+                    None => break,
+                };
+                line += 1;
+                if let Err(e) = self.line(line, &buf[start..end], &mut batch) {
+                    failure = Some(e);
+                }
+                start = end;
+                if batch.len() >= READ_BATCH && !self.hand_on(&mut batch, &room).await {
+                    return failure;
+                }
+            }
+            buf.drain(..start);
+            if !self.hand_on(&mut batch, &room).await {
+                return failure;
+            }
+        }
+        failure
+    }
+
+    /// Pushes `batch` into the link, waiting while it is full; false once the operator
+    /// stopped taking.
+    async fn hand_on(&self, batch: &mut Vec<Value>, room: &tokio::sync::Notify) -> bool {
+        while !batch.is_empty() {
+            if self.chan.consumer_gone() {
+                return false;
+            }
+            match self.chan.push(std::mem::take(batch)) {
+                None => break,
+                Some(rest) => {
+                    *batch = rest;
+                    room.notified().await;
+                }
+            }
+        }
+        !self.chan.consumer_gone()
     }
 
     /// Reads and sends every line; returns the failure that stops the source, if any.
@@ -285,30 +470,16 @@ impl Reader {
                 return None;
             }
             line += 1;
-            match parse_json_line(&buf, self.typecheck) {
-                Ok(None) => {}
-                Ok(Some(v)) => {
-                    batch.push(v);
-                    if let Some(d) = self.interval {
-                        if !self.send(&mut batch) {
-                            return None;
-                        }
-                        std::thread::sleep(d);
-                    }
+            let had = batch.len();
+            if let Err(e) = self.line(line, &buf, &mut batch) {
+                self.send(&mut batch);
+                return Some(e);
+            }
+            if let Some(d) = self.interval.filter(|_| batch.len() > had) {
+                if !self.send(&mut batch) {
+                    return None;
                 }
-                Err(reason) => {
-                    let msg = format!("{}:{line}: {reason}", self.cmd.label);
-                    match self.on_error {
-                        OnError::Fail => {
-                            self.send(&mut batch);
-                            return Some(OpError::data(msg));
-                        }
-                        OnError::Skip => {
-                            tracing::warn!("{msg} (line skipped)");
-                            self.shared.skipped.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                }
+                std::thread::sleep(d);
             }
             // Hand on what was read before waiting for more, or when the batch is full.
             if !batch.is_empty()
@@ -621,6 +792,7 @@ impl Graph {
             chan: Some(chan.clone()),
             shared: Arc::new(SourceShared::default()),
             reader: None,
+            task: None,
             emitted: 0,
         };
         self.add_external_source("source.exec", op, chan)
@@ -660,6 +832,7 @@ mod tests {
             chan: None,
             shared: Arc::new(SourceShared::default()),
             reader: None,
+            task: None,
             emitted: 3,
         };
         let snap = src.snapshot().unwrap().unwrap();
@@ -690,6 +863,30 @@ mod tests {
             e.contains("echo 1; echo 2; exit 3") && e.contains("exit status: 3"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_source_read_on_its_actors_thread_gets_lines_split_across_reads_and_a_full_link() {
+        // Lines cut in the middle between writes, many more lines than the link holds and
+        // than one read takes (into a consumer slower than the command), a last line without
+        // a newline.
+        let script = "printf '[1,'; sleep 0.05; printf '2]\\n3'; sleep 0.05; printf '\\n'; \
+                      seq 4 60000; printf 60001";
+        let mut g = Graph::new();
+        let x = g.source_exec(sh(script), OnError::Fail, None, None);
+        let slow = g.map_element(&x, |v: Value| {
+            if matches!(v, Value::Int(i) if i % 5000 == 0) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            v
+        });
+        let out = g.collect(&slow);
+        g.run().unwrap();
+        let got = out.take();
+        let mut want = vec![Value::Array(vec![Value::Int(1), Value::Int(2)])];
+        want.extend((3..=60001).map(Value::Int));
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "first {:?}, last {:?}", &got[..3], got.last());
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct OpError {
     pub data_error: bool,
 }
 
+/// A task an operator has the runtime poll on its actor's thread ([`Operator::take_task`]).
+pub type OpTask = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+
 thread_local! {
     /// How many [`catching`] calls this thread is inside.
     static CATCHING: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
@@ -325,6 +328,13 @@ pub trait Operator: Send + 'static {
         self.on_batch(port, batch.to_vec(), out)
     }
 
+    /// A task the runtime polls inside the operator's actor, on its thread, once `start`
+    /// succeeded (e.g. reading a command's output into the operator's own input without a
+    /// thread of its own). It is dropped when the actor stops.
+    fn take_task(&mut self) -> Option<OpTask> {
+        None
+    }
+
     /// Input `port` has ended (after its last batch).
     fn on_end(&mut self, _port: usize, _out: &mut Outputs<Self::Out>) -> OpResult {
         Ok(())
@@ -387,6 +397,10 @@ impl<O: Operator + ?Sized> Operator for Box<O> {
 
     fn reads_batches(&self) -> bool {
         (**self).reads_batches()
+    }
+
+    fn take_task(&mut self) -> Option<OpTask> {
+        (**self).take_task()
     }
 
     fn on_batch_ref(
