@@ -363,6 +363,8 @@ impl Reader {
                 .set_producer_waker(Arc::new(move || room.notify_one()));
         }
         let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        // The bytes of `buf` already searched for a newline (a long line spans many reads).
+        let mut scanned = 0;
         let mut batch = Vec::new();
         let mut line = 0usize;
         let mut failure = None;
@@ -378,8 +380,9 @@ impl Reader {
                     break;
                 }
             };
+            // At least as much as a line begun holds already: a long line takes few reads.
             let have = buf.len();
-            buf.resize(have + 64 * 1024, 0);
+            buf.resize(have + have.max(64 * 1024), 0);
             let n = match guard.try_io(|f| f.get_ref().read(&mut buf[have..])) {
                 Ok(Ok(n)) => {
                     eof = n == 0;
@@ -406,10 +409,14 @@ impl Reader {
             // Every complete line (and at the end, the last one without a newline).
             let mut start = 0;
             while failure.is_none() {
-                let end = match buf[start..].iter().position(|&b| b == b'\n') {
-                    Some(i) => start + i + 1,
+                let from = start.max(scanned);
+                let end = match memchr::memchr(b'\n', &buf[from..]) {
+                    Some(i) => from + i + 1,
                     None if eof && start < buf.len() => buf.len(),
-                    None => break,
+                    None => {
+                        scanned = buf.len();
+                        break;
+                    }
                 };
                 line += 1;
                 if let Err(e) = self.line(line, &buf[start..end], &mut batch) {
@@ -421,6 +428,7 @@ impl Reader {
                 }
             }
             buf.drain(..start);
+            scanned = scanned.saturating_sub(start);
             if !self.hand_on(&mut batch, &room).await {
                 return failure;
             }
@@ -866,11 +874,14 @@ mod tests {
     }
 
     #[test]
-    fn a_source_read_on_its_actors_thread_gets_lines_split_across_reads_and_a_full_link() {
-        // Lines cut in the middle between writes, many more lines than the link holds and
+    fn a_source_read_on_its_actors_thread_gets_lines_split_across_reads_long_lines_and_a_full_link()
+    {
+        // Lines cut in the middle between writes, a line longer than many reads, many more
+        // lines than the link holds and
         // than one read takes (into a consumer slower than the command), a last line without
         // a newline.
         let script = "printf '[1,'; sleep 0.05; printf '2]\\n3'; sleep 0.05; printf '\\n'; \
+                      printf '\"'; head -c 300000 /dev/zero | tr '\\0' x; printf '\"\\n'; \
                       seq 4 60000; printf 60001";
         let mut g = Graph::new();
         let x = g.source_exec(sh(script), OnError::Fail, None, None);
@@ -883,8 +894,12 @@ mod tests {
         let out = g.collect(&slow);
         g.run().unwrap();
         let got = out.take();
-        let mut want = vec![Value::Array(vec![Value::Int(1), Value::Int(2)])];
-        want.extend((3..=60001).map(Value::Int));
+        let mut want = vec![
+            Value::Array(vec![Value::Int(1), Value::Int(2)]),
+            Value::Int(3),
+            Value::Str("x".repeat(300_000)),
+        ];
+        want.extend((4..=60001).map(Value::Int));
         assert_eq!(got.len(), want.len());
         assert!(got == want, "first {:?}, last {:?}", &got[..3], got.last());
     }
