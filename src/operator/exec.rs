@@ -877,9 +877,8 @@ mod tests {
     fn a_source_read_on_its_actors_thread_gets_lines_split_across_reads_long_lines_and_a_full_link()
     {
         // Lines cut in the middle between writes, a line longer than many reads, many more
-        // lines than the link holds and
-        // than one read takes (into a consumer slower than the command), a last line without
-        // a newline.
+        // lines than the link holds and than one read takes (into a consumer slower than the
+        // command), a last line without a newline.
         let script = "printf '[1,'; sleep 0.05; printf '2]\\n3'; sleep 0.05; printf '\\n'; \
                       printf '\"'; head -c 300000 /dev/zero | tr '\\0' x; printf '\"\\n'; \
                       seq 4 60000; printf 60001";
