@@ -437,6 +437,14 @@ impl<T: Element> Operator for SinkNull<T> {
         crate::value::drop_batch(batch);
         Ok(())
     }
+
+    fn reads_batches(&self) -> bool {
+        true
+    }
+
+    fn on_batch_ref(&mut self, _port: usize, _batch: &[T], _out: &mut Outputs<T>) -> OpResult {
+        Ok(())
+    }
 }
 
 impl Graph {
