@@ -42,7 +42,7 @@ impl Operator for ScriptBatch {
     }
 
     fn reads_batches(&self) -> bool {
-        !self.filter
+        true
     }
 
     fn on_batch_ref(
@@ -53,7 +53,7 @@ impl Operator for ScriptBatch {
     ) -> OpResult {
         let o = out.port_mut(0);
         let r = if self.filter {
-            self.f.filter_batch("x", batch.to_vec(), o)
+            self.f.filter_batch_ref("x", batch, o)
         } else {
             self.f.map_batch_ref("x", batch, o)
         };

@@ -169,6 +169,27 @@ fn map_into_run((xs, out): (&[Value], &mut Vec<Value>), f: impl Fn(Num) -> Optio
     n
 }
 
+/// Like [`filter_run`], reading `xs` and appending copies of the kept elements to `out`
+/// (`xs` is left as it was); returns how many elements were decided.
+#[inline(always)]
+fn filter_into_run(
+    (xs, out): (&[Value], &mut Vec<Value>),
+    f: impl Fn(Num) -> Option<Num>,
+) -> usize {
+    for (i, x) in xs.iter().enumerate() {
+        match Num::of(x).and_then(&f) {
+            // A scalar (`Num::of` took it): its clone is a plain copy.
+            Some(Num::B(keep)) => {
+                if keep {
+                    out.push(x.clone());
+                }
+            }
+            _ => return i,
+        }
+    }
+    xs.len()
+}
+
 /// Runs the filter `f` over the leading elements of `xs` as long as each is a scalar for which
 /// `f` gives a bool, moving those it keeps to the front, in order; returns (how many elements
 /// were decided, how many of them were kept).
@@ -284,6 +305,18 @@ impl FastExpr {
         out: &mut Vec<Value>,
     ) -> usize {
         batch_kernel!(self, slots, k, (xs, out), map_into_run)
+    }
+
+    /// [`FastExpr::filter_prefix`] reading `xs` and appending copies of the kept elements to
+    /// `out` instead; returns how many elements were decided.
+    pub(crate) fn filter_prefix_into(
+        &self,
+        slots: [Num; MAX_VARS],
+        k: usize,
+        xs: &[Value],
+        out: &mut Vec<Value>,
+    ) -> usize {
+        batch_kernel!(self, slots, k, (xs, out), filter_into_run)
     }
 
     /// `filter_element` over the leading elements of `xs`, in place (see [`FastExpr::map_prefix`]):

@@ -458,32 +458,56 @@ impl ScriptFn {
         rest.by_ref().take(done - kept).for_each(drop);
         for (i, x) in rest.enumerate() {
             let i = i + done;
-            let keep = match (fast, self.fast.as_ref()) {
-                (Some((mut slots, k)), Some(fx)) => Num::of(&x).and_then(|n| {
-                    slots[k] = n;
-                    match fx.eval(&slots) {
-                        Some(Num::B(b)) => Some(Ok(b)),
-                        _ => None,
-                    }
-                }),
-                _ => None,
-            };
-            let keep = match keep {
-                Some(k) => k,
-                None => {
-                    let bindings = [(name, &x)];
-                    match self.call_raw(&bindings) {
-                        Ok(d) if d.is_bool() => Ok(d.as_bool().unwrap_or(false)),
-                        Ok(d) => Err(self.shape_error(
-                            format!("a filter must return a bool, got {}", type_name_of(&d)),
-                            &bindings,
-                        )),
-                        Err(e) => Err(e),
-                    }
-                }
-            };
+            let keep = self.keeps(name, fast, &x);
             match keep {
                 Ok(true) => out.push(x),
+                Ok(false) => {}
+                Err(e) => return Err((i, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `filter_element` keeps `x` (the fast path if it decides, else Rhai).
+    fn keeps(
+        &mut self,
+        name: &str,
+        fast: Option<([Num; MAX_VARS], usize)>,
+        x: &Value,
+    ) -> Result<bool, ScriptError> {
+        if let (Some((mut slots, k)), Some(fx), Some(n)) = (fast, self.fast.as_ref(), Num::of(x)) {
+            slots[k] = n;
+            if let Some(Num::B(b)) = fx.eval(&slots) {
+                return Ok(b);
+            }
+        }
+        let bindings = [(name, x)];
+        match self.call_raw(&bindings) {
+            Ok(d) if d.is_bool() => Ok(d.as_bool().unwrap_or(false)),
+            Ok(d) => Err(self.shape_error(
+                format!("a filter must return a bool, got {}", type_name_of(&d)),
+                &bindings,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`ScriptFn::filter_batch`] reading the batch instead of taking it (it is left as it
+    /// was, also on an error): the kept elements are cloned into `out`.
+    pub fn filter_batch_ref(
+        &mut self,
+        name: &str,
+        xs: &[Value],
+        out: &mut Vec<Value>,
+    ) -> Result<(), (usize, ScriptError)> {
+        let fast = self.batch_slots(name);
+        let done = match (fast, self.fast.as_ref()) {
+            (Some((slots, k)), Some(fx)) => fx.filter_prefix_into(slots, k, xs, out),
+            _ => 0,
+        };
+        for (i, x) in xs.iter().enumerate().skip(done) {
+            match self.keeps(name, fast, x) {
+                Ok(true) => out.push(x.clone()),
                 Ok(false) => {}
                 Err(e) => return Err((i, e)),
             }
