@@ -317,8 +317,8 @@ impl<O: Operator> OpActor<O> {
     }
 
     /// Fault injection: panics (inside the guard) when a panic is planned for this call.
-    fn chaos(name: &str, call: u64) {
-        if crate::recovery::panic_due(name, call) {
+    fn chaos(due: bool, call: u64) {
+        if due {
             panic!("chaos: injected panic at call {call}");
         }
     }
@@ -336,16 +336,19 @@ impl<O: Operator> OpActor<O> {
             return Ok(true);
         }
         let saved = self.op.snapshot()?;
+        self.calls += 1;
+        let (call, panic_due) = (
+            self.calls,
+            crate::recovery::panic_due(&self.w.name, self.calls),
+        );
         if self.op.reads_batches() {
             // The operator leaves the batch as it was when it fails: no copy is kept.
-            self.calls += 1;
-            let (name, call) = (self.w.name.clone(), self.calls);
             if self.out.len() == 1 {
                 // The memory of the last batch read holds this one's output.
                 reuse_as(&mut self.spare, self.out.port_mut(0));
             }
             return match self.guarded(|op, out| {
-                Self::chaos(&name, call);
+                Self::chaos(panic_due, call);
                 op.on_batch_ref(port, &b, out)
             }) {
                 Ok(()) => {
@@ -359,10 +362,8 @@ impl<O: Operator> OpActor<O> {
         }
         let mut copy = std::mem::take(&mut self.spare);
         let scalars = copy_batch_into(&b, &mut copy);
-        self.calls += 1;
-        let (name, call) = (self.w.name.clone(), self.calls);
         match self.guarded(|op, out| {
-            Self::chaos(&name, call);
+            Self::chaos(panic_due, call);
             op.on_batch(port, b, out)
         }) {
             Ok(()) => {

@@ -370,25 +370,33 @@ impl ScriptFn {
         let mut rest = xs.into_iter();
         out.extend(rest.by_ref().take(done));
         for (i, x) in rest.enumerate() {
-            let i = i + done;
-            if let (Some((mut slots, k)), Some(fx)) = (fast, self.fast.as_ref()) {
-                if let Some(n) = Num::of(&x) {
-                    slots[k] = n;
-                    if let Some(r) = fx.eval(&slots) {
-                        out.push(r.into_value());
-                        continue;
-                    }
-                }
-            }
-            let bindings = [(name, &x)];
-            let r = self
-                .call_raw(&bindings)
-                .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
-            match r {
-                Ok(o) => o.extend_into(out),
-                Err(e) => return Err((i, e)),
+            self.map_one(name, fast, &x, out)
+                .map_err(|e| (i + done, e))?;
+        }
+        Ok(())
+    }
+
+    /// Appends what `map_element` emits for `x` to `out` (the fast path if it computes it,
+    /// else Rhai).
+    fn map_one(
+        &mut self,
+        name: &str,
+        fast: Option<([Num; MAX_VARS], usize)>,
+        x: &Value,
+        out: &mut Vec<Value>,
+    ) -> Result<(), ScriptError> {
+        if let (Some((mut slots, k)), Some(fx), Some(n)) = (fast, self.fast.as_ref(), Num::of(x)) {
+            slots[k] = n;
+            if let Some(r) = fx.eval(&slots) {
+                out.push(r.into_value());
+                return Ok(());
             }
         }
+        let bindings = [(name, x)];
+        let o = self
+            .call_raw(&bindings)
+            .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)))?;
+        o.extend_into(out);
         Ok(())
     }
 
@@ -406,23 +414,7 @@ impl ScriptFn {
             _ => 0,
         };
         for (i, x) in xs.iter().enumerate().skip(done) {
-            if let (Some((mut slots, k)), Some(fx)) = (fast, self.fast.as_ref()) {
-                if let Some(n) = Num::of(x) {
-                    slots[k] = n;
-                    if let Some(r) = fx.eval(&slots) {
-                        out.push(r.into_value());
-                        continue;
-                    }
-                }
-            }
-            let bindings = [(name, x)];
-            let r = self
-                .call_raw(&bindings)
-                .and_then(|d| to_out(d).map_err(|m| self.shape_error(m, &bindings)));
-            match r {
-                Ok(o) => o.extend_into(out),
-                Err(e) => return Err((i, e)),
-            }
+            self.map_one(name, fast, x, out).map_err(|e| (i, e))?;
         }
         Ok(())
     }
