@@ -233,6 +233,26 @@ mod tests {
         round::<Value>(&[], SERDE);
         round(&["a".to_string()], SERDE);
         round(&[(1u8, true)], SERDE);
+        // Strings anywhere in a value (read as lent `str`s, copied once), large and not ASCII.
+        let big = "x\u{e9}\u{1F600}".repeat(100_000);
+        let map = Value::Map([("k\u{e9}".to_string(), Value::Str(big.clone()))].into());
+        round(
+            &[
+                Value::Str(big),
+                Value::Array(vec![map, Value::Str(String::new())]),
+            ],
+            SERDE,
+        );
+    }
+
+    #[test]
+    fn a_string_that_is_not_utf8_is_an_error() {
+        let mut buf = vec![];
+        encode(&[Value::Str("ab".into())], &mut buf).unwrap();
+        let last = buf.len() - 1;
+        buf[last] = 0xff;
+        let e = decode::<Value>(&buf).unwrap_err().to_string();
+        assert!(e.contains("Utf8"), "{e}");
     }
 
     #[test]

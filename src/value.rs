@@ -291,9 +291,28 @@ enum Tagged {
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
+    Str(#[serde(deserialize_with = "string_from_str")] String),
     Array(Vec<Value>),
     Map(BTreeMap<String, Value>),
+}
+
+/// A string read as a `str`, copied once: a binary format reading from a slice lends it
+/// (`String`'s own deserialization made bincode zero a buffer, fill it and then check it).
+fn string_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Owned;
+    impl Visitor<'_> for Owned {
+        type Value = String;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E>(self, s: &str) -> Result<String, E> {
+            Ok(s.to_owned())
+        }
+        fn visit_string<E>(self, s: String) -> Result<String, E> {
+            Ok(s)
+        }
+    }
+    d.deserialize_str(Owned)
 }
 
 impl Serialize for Value {

@@ -356,13 +356,16 @@ impl Reader {
                     )))
                 }
             };
-        let room = Arc::new(tokio::sync::Notify::new());
+        let room_in_link = Arc::new(tokio::sync::Notify::new());
         {
-            let room = room.clone();
+            let room = room_in_link.clone();
             self.chan
                 .set_producer_waker(Arc::new(move || room.notify_one()));
         }
-        let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+        // `buf[..filled]` holds what was read and not yet handed on; the rest of `buf` is
+        // room, zeroed once when it grows (not at every read).
+        let mut buf: Vec<u8> = vec![0; 64 * 1024];
+        let mut filled = 0;
         // The bytes of `buf` already searched for a newline (a long line spans many reads).
         let mut scanned = 0;
         let mut batch = Vec::new();
@@ -381,40 +384,41 @@ impl Reader {
                 }
             };
             // At least as much as a line begun holds already: a long line takes few reads.
-            let have = buf.len();
-            buf.resize(have + have.max(64 * 1024), 0);
-            let n = match guard.try_io(|f| f.get_ref().read(&mut buf[have..])) {
+            let want = filled + filled.max(64 * 1024);
+            if buf.len() < want {
+                buf.resize(want, 0);
+            }
+            let room = buf.len() - filled;
+            let n = match guard.try_io(|f| f.get_ref().read(&mut buf[filled..])) {
                 Ok(Ok(n)) => {
                     eof = n == 0;
+                    if n > 0 && n < room {
+                        // A short read of a pipe drained it: the next bytes make it readable
+                        // again (as tokio's own pipes do), so no read just to meet EAGAIN.
+                        guard.clear_ready();
+                    }
                     n
                 }
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
-                    buf.truncate(have);
-                    continue;
-                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(Err(e)) => {
-                    buf.truncate(have);
                     failure = Some(OpError::new(format!(
                         "{label}:{}: cannot read: {e}",
                         line + 1
                     )));
                     break;
                 }
-                Err(_would_block) => {
-                    buf.truncate(have);
-                    continue;
-                }
+                Err(_would_block) => continue,
             };
-            buf.truncate(have + n);
+            filled += n;
             // Every complete line (and at the end, the last one without a newline).
             let mut start = 0;
             while failure.is_none() {
                 let from = start.max(scanned);
-                let end = match memchr::memchr(b'\n', &buf[from..]) {
+                let end = match memchr::memchr(b'\n', &buf[from..filled]) {
                     Some(i) => from + i + 1,
-                    None if eof && start < buf.len() => buf.len(),
+                    None if eof && start < filled => filled,
                     None => {
-                        scanned = buf.len();
+                        scanned = filled;
                         break;
                     }
                 };
@@ -423,13 +427,14 @@ impl Reader {
                     failure = Some(e);
                 }
                 start = end;
-                if batch.len() >= READ_BATCH && !self.hand_on(&mut batch, &room).await {
+                if batch.len() >= READ_BATCH && !self.hand_on(&mut batch, &room_in_link).await {
                     return failure;
                 }
             }
-            buf.drain(..start);
+            buf.copy_within(start..filled, 0);
+            filled -= start;
             scanned = scanned.saturating_sub(start);
-            if !self.hand_on(&mut batch, &room).await {
+            if !self.hand_on(&mut batch, &room_in_link).await {
                 return failure;
             }
         }

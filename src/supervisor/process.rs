@@ -32,7 +32,7 @@ use crate::supervisor::signals::{self, SignalEvent};
 use crate::RunError;
 
 /// Bytes of each shared-memory ring between two processes.
-const RING_BYTES: usize = 1 << 20;
+const RING_BYTES: usize = 4 << 20;
 /// The environment variable that tells a worker where its rings' descriptors start.
 const ENV_FD_BASE: &str = "TRIBUTARY_FD_BASE";
 /// The environment variable that tells a worker the descriptor of the cycle counters.
