@@ -69,6 +69,7 @@ fn link_cfg() -> LinkConfig {
     LinkConfig {
         capacity: LINK_CAP,
         overflow: Overflow::Block,
+        ..LinkConfig::default()
     }
 }
 

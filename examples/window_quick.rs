@@ -18,6 +18,7 @@ fn main() {
         g.set_default_link(tributary::LinkConfig {
             capacity: cap,
             overflow: tributary::Overflow::Block,
+            ..tributary::LinkConfig::default()
         });
         let s = g.source_iter(xs);
         let y = g.map_window_agg(&s, Count::new(100, 1), Agg::Sum);

@@ -318,12 +318,18 @@ where
         }
         let o = out.port_mut(0);
         let start = o.len();
-        while o.len() - start < max {
+        // Large elements (camera frames, say) end a batch early: a batch holds at most
+        // `max` elements and about SOURCE_BATCH_BYTES.
+        let mut bytes = 0;
+        while o.len() - start < max && bytes < crate::operator::SOURCE_BATCH_BYTES {
             let Some(t) = (self.f)(self.i) else {
                 return Ok(Gen::Done);
             };
             match to_value(&t) {
-                Ok(v) => o.push(v),
+                Ok(v) => {
+                    bytes += crate::link::local::value_heap_bytes(&v);
+                    o.push(v)
+                }
                 Err(e) => {
                     let e = OpError {
                         message: format!("call {}: {}", self.i, e.message),
@@ -371,6 +377,28 @@ mod tests {
             let (got, want) = crate::operator::testkit::source_with_restore(make, k);
             assert_eq!(got, want, "k = {k}");
         }
+    }
+
+    #[test]
+    fn a_native_source_of_large_elements_ends_its_batches_early() {
+        let mut src = NativeSource {
+            f: |i: usize| (i < 100).then(|| "x".repeat(1 << 20)),
+            i: 0,
+            pending: None,
+            _t: std::marker::PhantomData,
+        };
+        let mut out = Outputs::new(1);
+        let mut sizes = vec![];
+        loop {
+            let g = src.generate(&mut out, 1024).unwrap();
+            sizes.push(out.take(0).len());
+            if matches!(g, Gen::Done) {
+                break;
+            }
+        }
+        // About SOURCE_BATCH_BYTES a batch (4 MiB: 4 strings), every element once.
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        assert!(sizes.iter().all(|&n| n <= 4), "{sizes:?}");
     }
 
     fn scale_registry() -> Registry {

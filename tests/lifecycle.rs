@@ -333,14 +333,24 @@ in = "x"
 fn = "let s = 0; for i in 0..2000 { s += i; }"
 "#,
     );
-    let mut child = start(&m, &[]);
+    let worst = peak_rss_kb(&m, Duration::from_secs(6));
+    assert!(
+        worst < BOUND_KB,
+        "the run grew to {worst} kB, over {BOUND_KB} kB"
+    );
+}
+
+/// The peak of the summed resident memory of every process of the run of `m` (which must
+/// not end by itself) over `span`, in kB; the run is killed afterwards.
+fn peak_rss_kb(m: &std::path::Path, span: Duration) -> u64 {
+    let mut child = start(m, &[]);
     let pid = child.id();
     assert!(
-        wait_for(Duration::from_secs(60), || !workers(&m).is_empty()),
+        wait_for(Duration::from_secs(60), || !workers(m).is_empty()),
         "the worker did not start"
     );
     let mut worst = 0;
-    let until = Instant::now() + Duration::from_secs(6);
+    let until = Instant::now() + span;
     while Instant::now() < until {
         let mut pids = procs_with(&m.display().to_string());
         if !pids.contains(&pid) {
@@ -354,16 +364,57 @@ fn = "let s = 0; for i in 0..2000 { s += i; }"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert!(
-        worst < BOUND_KB,
-        "the run grew to {worst} kB, over {BOUND_KB} kB"
-    );
     signal(pid, libc::SIGKILL);
     let _ = child.wait();
     assert!(wait_for(Duration::from_secs(5), || procs_with(
         &m.display().to_string()
     )
     .is_empty()));
+    worst
+}
+
+#[test]
+fn large_elements_are_bounded_in_bytes_not_only_in_count() {
+    // Lines of 1 MB as fast as `cat` writes them, into a sink far slower: the stream's
+    // 1024-element capacity would hold 1 GB; its `capacity_bytes` holds it to 16 MiB per link.
+    const BOUND_KB: u64 = 200 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let line = format!("\"{}\"\n", "x".repeat(1_000_000));
+    let frame = dir.path().join("frame.json");
+    std::fs::write(&frame, line).unwrap();
+    let m = write_manifest(
+        dir.path(),
+        &format!(
+            r#"
+[[group]]
+name = "p0"
+placement = "process"
+
+[[stream]]
+name = "x"
+capacity_bytes = "16 MiB"
+
+[[operator]]
+name = "src"
+op = "source.exec"
+out = "x"
+command = ["sh", "-c", "while :; do cat '{}'; done"]
+
+[[operator]]
+name = "slow"
+op = "sink_element"
+group = "p0"
+in = "x"
+fn = "let s = 0; for i in 0..100000 {{ s += i; }}"
+"#,
+            frame.display()
+        ),
+    );
+    let worst = peak_rss_kb(&m, Duration::from_secs(8));
+    assert!(
+        worst < BOUND_KB,
+        "the run grew to {worst} kB, over {BOUND_KB} kB"
+    );
 }
 
 #[test]
@@ -395,6 +446,7 @@ fn a_graph_report_counts_the_drops_of_a_lossy_link() {
         tributary::LinkConfig {
             capacity: 4,
             overflow: tributary::Overflow::DropNewest,
+            ..tributary::LinkConfig::default()
         },
     );
     let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));

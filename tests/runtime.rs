@@ -80,6 +80,7 @@ fn a_slow_consumer_keeps_links_bounded() {
         LinkConfig {
             capacity: 16,
             overflow: Overflow::Block,
+            ..LinkConfig::default()
         },
     );
     let grp = g.group("slow", Placement::Thread, RestartPolicy::Permanent);
@@ -125,6 +126,7 @@ fn two_graphs_joined_by_external_links_act_as_one() {
         LinkConfig {
             capacity: 64,
             overflow: Overflow::Block,
+            ..LinkConfig::default()
         },
         None,
     );
@@ -167,6 +169,7 @@ fn a_reader_lagging_by_millions_holds_only_its_unread_part_and_misses_nothing() 
         LinkConfig {
             capacity: usize::MAX,
             overflow: Overflow::Block,
+            ..LinkConfig::default()
         },
         None,
     );

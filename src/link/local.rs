@@ -3,7 +3,9 @@
 //! Producers and consumers are either actors (woken through a [`Waker`]) or plain threads
 //! (blocked on a condition variable); the queue serves both. Capacity is counted in elements:
 //! with the lossless `Block` policy a push that does not fit hands the rest back to the
-//! producer, which waits until the consumer takes data; lossy policies drop and count.
+//! producer, which waits until the consumer takes data; lossy policies drop and count. A
+//! lossless link of [`Value`]s is also bounded in bytes ([`LinkConfig::max_bytes`]): a stream
+//! of 1 MB camera frames does not queue a thousand of them.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::cycle::CycleCounter;
+use crate::Value;
 
 /// A wake-up callback: schedules the actor (or thread) on the other side of a link.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
@@ -56,6 +59,9 @@ pub enum Recv<T> {
     Empty,
 }
 
+/// Default bound of a lossless link of [`Value`]s in bytes (see [`LinkConfig::max_bytes`]).
+pub const DEFAULT_MAX_BYTES: usize = 64 << 20;
+
 /// Settings of one link.
 #[derive(Clone, Copy, Debug)]
 pub struct LinkConfig {
@@ -63,6 +69,11 @@ pub struct LinkConfig {
     pub capacity: usize,
     /// What happens when the link is full.
     pub overflow: Overflow,
+    /// Under `Block`, bytes of [`Value`] elements (strings, arrays, maps: what they hold
+    /// besides their fixed size) queued before the producer waits, whatever `capacity` says;
+    /// one element always fits an empty link. `usize::MAX` for no bound. Links of other
+    /// element types, and lossy links, are bounded by `capacity` alone.
+    pub max_bytes: usize,
 }
 
 impl Default for LinkConfig {
@@ -70,13 +81,29 @@ impl Default for LinkConfig {
         LinkConfig {
             capacity: 1024,
             overflow: Overflow::Block,
+            max_bytes: DEFAULT_MAX_BYTES,
+        }
+    }
+}
+
+impl LinkConfig {
+    /// A lossless link of `capacity` elements with the default byte bound.
+    pub fn with_capacity(capacity: usize) -> Self {
+        LinkConfig {
+            capacity,
+            ..LinkConfig::default()
         }
     }
 }
 
 struct State<T> {
     batches: VecDeque<Vec<T>>,
+    /// The bytes counted for each queued batch (0 when the link counts none), in step with
+    /// `batches`.
+    sizes: VecDeque<usize>,
     len: usize,
+    /// The sum of `sizes`.
+    bytes: usize,
     end: Option<End>,
     consumer_waker: Option<Waker>,
     producer_waker: Option<Waker>,
@@ -100,9 +127,49 @@ pub struct Channel<T> {
     cycle: OnceLock<(Arc<CycleCounter>, bool)>,
     /// Takes pushed batches directly when it can (see [`DirectDrain`]).
     direct: OnceLock<Arc<dyn DirectDrain<T>>>,
+    /// The byte bound, when this link counts bytes (lossless, of `Value`s, bounded).
+    max_bytes: Option<usize>,
 }
 
-impl<T> Channel<T> {
+impl<T> State<T> {
+    /// True when a producer has to wait: `capacity` elements, or the byte bound, reached.
+    fn full(&self, capacity: usize, max_bytes: Option<usize>) -> bool {
+        self.len >= capacity || max_bytes.is_some_and(|m| self.len > 0 && self.bytes >= m)
+    }
+}
+
+/// The bytes a [`Value`] holds besides its fixed size (a string's text, an array's or a
+/// map's elements): what a link's byte bound counts.
+pub fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+        Value::Str(s) => s.len(),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| std::mem::size_of::<Value>() + value_heap_bytes(x))
+            .sum(),
+        Value::Map(m) => m
+            .iter()
+            .map(|(k, x)| 2 * std::mem::size_of::<Value>() + k.len() + value_heap_bytes(x))
+            .sum(),
+    }
+}
+
+/// Of the `batch` pushed into a link holding `queued` elements and `bytes` bytes (bound
+/// `max`): how many elements fit, and their bytes. At least one when the link is empty.
+fn fitting(batch: &[Value], queued: usize, bytes: usize, max: usize) -> (usize, usize) {
+    let mut total = 0usize;
+    for (i, v) in batch.iter().enumerate() {
+        let b = value_heap_bytes(v);
+        if bytes + total + b > max && (i > 0 || queued > 0) {
+            return (i, total);
+        }
+        total += b;
+    }
+    (batch.len(), total)
+}
+
+impl<T: 'static> Channel<T> {
     /// A new, empty link.
     pub fn new(config: LinkConfig) -> Arc<Self> {
         Self::with_cycle(config, None)
@@ -127,7 +194,9 @@ impl<T> Channel<T> {
         Arc::new(Channel {
             state: Mutex::new(State {
                 batches: VecDeque::new(),
+                sizes: VecDeque::new(),
                 len: 0,
+                bytes: 0,
                 end: None,
                 consumer_waker: None,
                 producer_waker: None,
@@ -143,9 +212,15 @@ impl<T> Channel<T> {
             drops: AtomicU64::new(0),
             cycle: OnceLock::new(),
             direct: OnceLock::new(),
+            max_bytes: (config.overflow == Overflow::Block
+                && config.max_bytes != usize::MAX
+                && std::any::TypeId::of::<T>() == std::any::TypeId::of::<Value>())
+            .then_some(config.max_bytes),
         })
     }
+}
 
+impl<T> Channel<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A poisoned lock only means another thread panicked while holding it; the queue
         // itself is always left consistent, so go on.
@@ -227,12 +302,22 @@ impl<T> Channel<T> {
         }
         let cap = self.config.capacity;
         let mut rest = None;
+        let mut size = 0;
         match self.config.overflow {
             Overflow::Block => {
-                let room = cap.saturating_sub(st.len);
-                if room == 0 {
+                if st.full(cap, self.max_bytes) {
                     st.producer_waiting = true;
                     return Some(batch);
+                }
+                let mut room = cap - st.len;
+                if let Some(max) = self.max_bytes {
+                    // SAFETY: `max_bytes` is only set when T is Value.
+                    let values = unsafe {
+                        std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len())
+                    };
+                    let (n, b) = fitting(&values[..room.min(values.len())], st.len, st.bytes, max);
+                    room = n;
+                    size = b;
                 }
                 if batch.len() > room {
                     rest = Some(batch.split_off(room));
@@ -264,6 +349,7 @@ impl<T> Channel<T> {
                     if front.len() <= excess {
                         let n = front.len();
                         st.batches.pop_front();
+                        st.sizes.pop_front();
                         st.len -= n;
                         excess -= n;
                         self.drops.fetch_add(n as u64, Ordering::Relaxed);
@@ -280,7 +366,9 @@ impl<T> Channel<T> {
             c.add(batch.len() as i64);
         }
         st.len += batch.len();
+        st.bytes += size;
         st.batches.push_back(batch);
+        st.sizes.push_back(size);
         let waker = if st.consumer_notified {
             None
         } else {
@@ -309,7 +397,7 @@ impl<T> Channel<T> {
                 Some(rest) => pending = rest,
             }
             let mut st = self.lock();
-            if st.len < self.config.capacity || st.consumer_gone {
+            if !st.full(self.config.capacity, self.max_bytes) || st.consumer_gone {
                 continue;
             }
             st.space_waiters += 1;
@@ -361,7 +449,9 @@ impl<T> Channel<T> {
         match st.batches.pop_front() {
             Some(b) => {
                 st.len -= b.len();
-                let waker = if st.producer_waiting && st.len < self.config.capacity {
+                st.bytes -= st.sizes.pop_front().unwrap_or(0);
+                let waker = if st.producer_waiting && !st.full(self.config.capacity, self.max_bytes)
+                {
                     st.producer_waiting = false;
                     st.producer_waker.clone()
                 } else {
@@ -436,7 +526,9 @@ impl<T> Channel<T> {
         st.consumer_gone = true;
         let n = st.len;
         st.batches.clear();
+        st.sizes.clear();
         st.len = 0;
+        st.bytes = 0;
         st.producer_waiting = false;
         let waker = st.producer_waker.clone();
         drop(st);
@@ -455,7 +547,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn cfg(capacity: usize, overflow: Overflow) -> LinkConfig {
-        LinkConfig { capacity, overflow }
+        LinkConfig {
+            capacity,
+            overflow,
+            ..LinkConfig::default()
+        }
     }
 
     #[test]
@@ -542,5 +638,89 @@ mod tests {
         t.join().unwrap();
         let want: Vec<u64> = (0..1000).flat_map(|i| [i, i, i]).collect();
         assert_eq!(got, want);
+    }
+
+    fn big(n: usize) -> Vec<Value> {
+        // n distinct strings of 1 MiB each
+        (0..n)
+            .map(|i| {
+                let mut s = i.to_string();
+                s.push_str(&"x".repeat((1 << 20) - s.len()));
+                Value::Str(s)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_lossless_link_of_values_is_bounded_in_bytes_too() {
+        let c = Channel::<Value>::new(LinkConfig {
+            max_bytes: 4 << 20,
+            ..LinkConfig::default()
+        });
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w2 = woken.clone();
+        c.set_producer_waker(Arc::new(move || {
+            w2.fetch_add(1, Ordering::SeqCst);
+        }));
+        // Four 1 MiB strings fit (with any number of scalars), the fifth waits.
+        let rest = c.push(big(10)).expect("over the byte bound");
+        assert_eq!((c.len(), rest.len()), (4, 6));
+        assert_eq!(c.push(rest.clone()).map(|r| r.len()), Some(6), "full");
+        assert_eq!(
+            c.push(vec![Value::Int(1)]).map(|r| r.len()),
+            Some(1),
+            "full"
+        );
+        let Recv::Batch(b) = c.take() else {
+            panic!("a batch")
+        };
+        assert_eq!(b, big(10)[..4].to_vec(), "in order");
+        assert_eq!(woken.load(Ordering::SeqCst), 1, "room wakes the producer");
+        assert!(c.push(rest).unwrap().len() == 2);
+        // Numbers count no bytes: an empty link takes them up to its capacity.
+        c.take();
+        assert!(c.push((0..1000).map(Value::Int).collect()).is_none());
+        assert_eq!(c.len(), 1000);
+    }
+
+    #[test]
+    fn one_element_larger_than_the_byte_bound_passes_an_empty_link() {
+        let c = Channel::<Value>::new(LinkConfig {
+            max_bytes: 1000,
+            ..LinkConfig::default()
+        });
+        let rest = c.push(big(2)).expect("the second waits");
+        assert_eq!((c.len(), rest.len()), (1, 1));
+        c.take();
+        assert!(c.push(rest).is_none());
+    }
+
+    #[test]
+    fn lossy_links_and_links_of_other_types_are_bounded_by_capacity_alone() {
+        let tight = LinkConfig {
+            capacity: 100,
+            max_bytes: 10,
+            ..LinkConfig::default()
+        };
+        let lossy = Channel::<Value>::new(LinkConfig {
+            overflow: Overflow::DropNewest,
+            ..tight
+        });
+        assert!(lossy.push(big(3)).is_none());
+        assert_eq!((lossy.len(), lossy.drops()), (3, 0));
+        let strings = Channel::<String>::new(tight);
+        assert!(strings.push(vec!["x".repeat(1000); 3]).is_none());
+        assert_eq!(strings.len(), 3);
+    }
+
+    #[test]
+    fn heap_bytes_count_strings_arrays_and_maps() {
+        let v = size_of::<Value>();
+        assert_eq!(value_heap_bytes(&Value::Float(1.0)), 0);
+        assert_eq!(value_heap_bytes(&Value::Str("abc".into())), 3);
+        let a = Value::Array(vec![Value::Int(1), Value::Str("ab".into())]);
+        assert_eq!(value_heap_bytes(&a), 2 * v + 2);
+        let m = Value::Map([("k".to_string(), a.clone())].into());
+        assert_eq!(value_heap_bytes(&m), 2 * v + 1 + 2 * v + 2);
     }
 }

@@ -953,16 +953,13 @@ async fn read_loop<T: Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::link::local::{LinkConfig, Overflow};
+    use crate::link::local::LinkConfig;
     use crate::shm::Ring;
     use crate::Graph;
     use std::time::Duration;
 
     fn cfg(capacity: usize) -> LinkConfig {
-        LinkConfig {
-            capacity,
-            overflow: Overflow::Block,
-        }
+        LinkConfig::with_capacity(capacity)
     }
 
     /// Reads frames with blocking calls, as a plain thread would.

@@ -253,6 +253,11 @@ fn link_config(m: &Manifest, stream: &str) -> LinkConfig {
     let s = m.stream(stream);
     LinkConfig {
         capacity: s.capacity,
+        // Numbers and booleans hold no bytes besides their own: nothing to count.
+        max_bytes: match s.ty {
+            StreamType::I64 | StreamType::F64 | StreamType::Bool => usize::MAX,
+            StreamType::Any | StreamType::Str => s.max_bytes,
+        },
         overflow: match s.overflow {
             Overflow::Block => LinkOverflow::Block,
             Overflow::DropOldest => LinkOverflow::DropOldest,

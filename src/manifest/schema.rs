@@ -200,6 +200,9 @@ pub struct StreamDecl {
     pub ty: StreamType,
     /// Elements buffered per link before the producer waits (default 1024).
     pub capacity: usize,
+    /// Bytes of strings, arrays and maps buffered per lossless link before the producer
+    /// waits (`capacity_bytes`, default 64 MiB; see [`crate::LinkConfig::max_bytes`]).
+    pub max_bytes: usize,
     /// Full-link policy (default `block`).
     pub overflow: Overflow,
     /// Bad-input-line policy (default `fail`).
@@ -215,6 +218,7 @@ impl StreamDecl {
             name: name.to_string(),
             ty: StreamType::Any,
             capacity: DEFAULT_CAPACITY,
+            max_bytes: crate::link::local::DEFAULT_MAX_BYTES,
             overflow: Overflow::Block,
             on_error: OnError::Fail,
             span: None,

@@ -458,6 +458,41 @@ fn stream_declarations() {
 }
 
 #[test]
+fn a_stream_is_bounded_in_bytes_as_written() {
+    let good = with(
+        "[[operator]]\nname = \"m\"\nop = \"map_element\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n",
+    );
+    for (text, want) in [
+        ("\"64 MiB\"", 64 << 20),
+        ("\"1.5KiB\"", 1536),
+        ("\"2 GB\"", 2_000_000_000),
+        ("\"10\"", 10),
+        ("4096", 4096),
+    ] {
+        let m = ok(&format!(
+            "[[stream]]\nname = \"x\"\ncapacity_bytes = {text}\n{good}"
+        ));
+        assert_eq!(m.stream("x").max_bytes, want, "{text}");
+    }
+    assert_eq!(
+        StreamDecl::default_for("y").max_bytes,
+        crate::link::local::DEFAULT_MAX_BYTES
+    );
+    for bad in ["0", "\"lots\"", "\"5 parsecs\"", "-3", "1.5", "\"0 MiB\""] {
+        let e = errs(&format!(
+            "[[stream]]\nname = \"x\"\ncapacity_bytes = {bad}\n{good}"
+        ));
+        assert_eq!(e.len(), 1, "{bad}: {}", Diagnostics(e.clone()).render());
+        at(&e[0], 3, 18);
+        assert!(
+            e[0].message.contains("`capacity_bytes` of stream \"x\""),
+            "{}",
+            e[0].message
+        );
+    }
+}
+
+#[test]
 fn groups_and_supervisor() {
     let body = "[[operator]]\nname = \"m\"\nop = \"map_element\"\ngroup = \"edge\"\nin = \"x\"\nout = \"y\"\nfn = \"x\"\n";
     let m = ok(&format!(

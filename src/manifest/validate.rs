@@ -15,7 +15,14 @@ use crate::Value;
 /// Top-level keys a manifest may hold.
 pub const TOP_LEVEL_KEYS: [&str; 5] = ["name", "stream", "group", "supervisor", "operator"];
 /// Keys of a `[[stream]]` entry.
-pub const STREAM_KEYS: [&str; 5] = ["name", "type", "capacity", "overflow", "on_error"];
+pub const STREAM_KEYS: [&str; 6] = [
+    "name",
+    "type",
+    "capacity",
+    "capacity_bytes",
+    "overflow",
+    "on_error",
+];
 /// Keys of a `[[group]]` entry.
 pub const GROUP_KEYS: [&str; 7] = [
     "name",
@@ -451,6 +458,24 @@ impl<'a> Ctx<'a> {
                     v.span(),
                     format!("`capacity` of {what} must be an integer >= 1"),
                     None,
+                ),
+            }
+        }
+        if let Some(v) = t.get("capacity_bytes") {
+            let bytes = match v.get_ref() {
+                DeValue::Integer(_) => self.int(v).filter(|&b| b >= 1).map(|b| b as u64),
+                DeValue::String(s) => parse_bytes(s),
+                _ => None,
+            };
+            match bytes {
+                Some(b) => d.max_bytes = usize::try_from(b).unwrap_or(usize::MAX),
+                None => self.error(
+                    v.span(),
+                    format!(
+                        "`capacity_bytes` of {what} must be a number of bytes >= 1: an integer, \
+                         or a string such as \"64 MiB\""
+                    ),
+                    Some("units: B, KiB, MiB, GiB (or kB, MB, GB)".into()),
                 ),
             }
         }
@@ -1294,4 +1319,27 @@ impl<'a> Ctx<'a> {
             }
         }
     }
+}
+
+/// A size such as `"64 MiB"`, `"512kB"` or `"1000"` in bytes (at least 1); `None` when it is
+/// not one.
+fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let scale: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "kB" | "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    let b = (n * scale as f64).round();
+    (b >= 1.0 && b < u64::MAX as f64).then_some(b as u64)
 }

@@ -28,6 +28,9 @@ use crate::value::Value;
 
 /// Elements queued between an exec operator's actor and its command's thread.
 const EXEC_CAPACITY: usize = 1024;
+/// Bytes (of strings, arrays, maps) the hand-off between a source's command and its
+/// operator holds: a couple of source batches; the stream's own link is the buffer.
+const EXEC_MAX_BYTES: usize = 2 * crate::operator::SOURCE_BATCH_BYTES;
 /// Elements a source reader sends at once when the command prints faster than it is read.
 const READ_BATCH: usize = 1024;
 
@@ -412,6 +415,7 @@ impl Reader {
             filled += n;
             // Every complete line (and at the end, the last one without a newline).
             let mut start = 0;
+            let mut batch_bytes = 0;
             while failure.is_none() {
                 let from = start.max(scanned);
                 let end = match memchr::memchr(b'\n', &buf[from..filled]) {
@@ -426,9 +430,15 @@ impl Reader {
                 if let Err(e) = self.line(line, &buf[start..end], &mut batch) {
                     failure = Some(e);
                 }
+                batch_bytes += end - start;
                 start = end;
-                if batch.len() >= READ_BATCH && !self.hand_on(&mut batch, &room_in_link).await {
+                if (batch.len() >= READ_BATCH || batch_bytes >= crate::operator::SOURCE_BATCH_BYTES)
+                    && !self.hand_on(&mut batch, &room_in_link).await
+                {
                     return failure;
+                }
+                if batch.is_empty() {
+                    batch_bytes = 0;
                 }
             }
             buf.copy_within(start..filled, 0);
@@ -549,6 +559,9 @@ impl ExecSink {
             chan: Channel::new(LinkConfig {
                 capacity: EXEC_CAPACITY,
                 overflow: Overflow::Block,
+                // Whole batches (a batch taken from the operator's input link, which is
+                // bounded in bytes): `write_direct` queues a batch with its formatted lines.
+                max_bytes: usize::MAX,
             }),
             shared: Arc::new(SinkShared::default()),
             writer: None,
@@ -796,6 +809,7 @@ impl Graph {
         let chan = Channel::new(LinkConfig {
             capacity: EXEC_CAPACITY,
             overflow: Overflow::Block,
+            max_bytes: EXEC_MAX_BYTES,
         });
         let op = ExecSource {
             cmd,

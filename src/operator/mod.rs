@@ -34,6 +34,10 @@ pub(crate) mod testkit;
 pub mod timed;
 pub mod window;
 
+/// About how many bytes (of strings, arrays, maps) a source puts in one batch at most,
+/// whatever its element count: large elements go a few at a time.
+pub const SOURCE_BATCH_BYTES: usize = 4 << 20;
+
 /// What a stream can carry: any cloneable, sendable, serializable value.
 pub trait Element: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned + 'static {}
 impl<T: Clone + Send + Unpin + Debug + Serialize + DeserializeOwned + 'static> Element for T {}

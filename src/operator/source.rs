@@ -922,6 +922,7 @@ impl Graph {
         let chan = Channel::new(LinkConfig {
             capacity: capacity.max(1),
             overflow: Overflow::Block,
+            ..LinkConfig::default()
         });
         let s = self.add_external_source(
             "source_channel",
