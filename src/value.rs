@@ -122,7 +122,7 @@ fn is_scalar(v: &Value) -> bool {
 }
 
 /// True if every element of `vs` is a scalar: a branch per 16 elements, not per element.
-fn all_scalars(vs: &[Value]) -> bool {
+pub(crate) fn all_scalars(vs: &[Value]) -> bool {
     vs.chunks(16)
         .all(|c| c.iter().fold(true, |all, v| all & is_scalar(v)))
 }

@@ -294,6 +294,14 @@ impl<T> Channel<T> {
         if let Some(d) = self.direct.get() {
             batch = d.offer(self, batch)?;
         }
+        // Whether to count the batch's bytes, decided before taking the lock: a batch of
+        // numbers (the common case) holds none, found in one quick scan.
+        let count_bytes = self.max_bytes.filter(|_| {
+            // SAFETY: `max_bytes` is only set when T is Value.
+            let values =
+                unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
+            !crate::value::all_scalars(values)
+        });
         let mut st = self.lock();
         if st.consumer_gone {
             // Nobody will read: the consumer ended (e.g. a cycle that already closed).
@@ -310,7 +318,7 @@ impl<T> Channel<T> {
                     return Some(batch);
                 }
                 let mut room = cap - st.len;
-                if let Some(max) = self.max_bytes {
+                if let Some(max) = count_bytes {
                     // SAFETY: `max_bytes` is only set when T is Value.
                     let values = unsafe {
                         std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len())
