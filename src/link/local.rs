@@ -324,6 +324,11 @@ impl<T> Channel<T> {
                         std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len())
                     };
                     let (n, b) = fitting(&values[..room.min(values.len())], st.len, st.bytes, max);
+                    if n == 0 {
+                        // Not even the first element fits next to what is queued.
+                        st.producer_waiting = true;
+                        return Some(batch);
+                    }
                     room = n;
                     size = b;
                 }
@@ -404,8 +409,20 @@ impl<T> Channel<T> {
                 None => return true,
                 Some(rest) => pending = rest,
             }
+            // The bytes of the first element left, which has to fit before anything moves.
+            let first = match (self.max_bytes, pending.first()) {
+                (Some(_), Some(v)) => {
+                    // SAFETY: `max_bytes` is only set when T is Value.
+                    value_heap_bytes(unsafe { &*(v as *const T as *const Value) })
+                }
+                _ => 0,
+            };
             let mut st = self.lock();
-            if !st.full(self.config.capacity, self.max_bytes) || st.consumer_gone {
+            let fits = st.len < self.config.capacity
+                && self
+                    .max_bytes
+                    .map_or(true, |m| st.len == 0 || st.bytes + first <= m);
+            if fits || st.consumer_gone {
                 continue;
             }
             st.space_waiters += 1;
@@ -689,6 +706,42 @@ mod tests {
         c.take();
         assert!(c.push((0..1000).map(Value::Int).collect()).is_none());
         assert_eq!(c.len(), 1000);
+    }
+
+    #[test]
+    fn an_element_that_does_not_fit_yet_waits_and_nothing_empty_is_queued() {
+        let c = Channel::<Value>::new(LinkConfig {
+            max_bytes: 3 << 20,
+            ..LinkConfig::default()
+        });
+        assert!(c.push(big(2)).is_none());
+        // 2 MiB queued, under the bound of 3: a 2 MiB string does not fit yet.
+        let two = vec![Value::Str("y".repeat(2 << 20))];
+        assert_eq!(c.push(two.clone()), Some(two.clone()));
+        assert_eq!(c.len(), 2);
+        let c2 = c.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let mut got = vec![];
+            while got.len() < 3 {
+                match c2.take_blocking(None) {
+                    Recv::Batch(b) => {
+                        assert!(!b.is_empty(), "an empty batch was queued");
+                        got.extend(b)
+                    }
+                    r => panic!("{r:?}"),
+                }
+            }
+            got
+        });
+        let mut b = two.clone();
+        assert!(
+            c.push_blocking(&mut b, None),
+            "waits for room, then goes in"
+        );
+        let mut want = big(2);
+        want.extend(two);
+        assert_eq!(t.join().unwrap(), want);
     }
 
     #[test]

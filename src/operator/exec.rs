@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::link::local::{Channel, End, LinkConfig, Overflow, Recv};
+use crate::link::local::{value_heap_bytes, Channel, End, LinkConfig, Overflow, Recv};
 use crate::operator::sink::format_line;
 use crate::operator::source::{parse_json_line, Format, OnError, TypeCheck};
 use crate::operator::{
@@ -28,8 +28,8 @@ use crate::value::Value;
 
 /// Elements queued between an exec operator's actor and its command's thread.
 const EXEC_CAPACITY: usize = 1024;
-/// Bytes (of strings, arrays, maps) the hand-off between a source's command and its
-/// operator holds: a couple of source batches; the stream's own link is the buffer.
+/// Bytes (of strings, arrays, maps) the hand-off between a command and its operator holds:
+/// a couple of source batches; the stream's own link is the buffer.
 const EXEC_MAX_BYTES: usize = 2 * crate::operator::SOURCE_BATCH_BYTES;
 /// Elements a source reader sends at once when the command prints faster than it is read.
 const READ_BATCH: usize = 1024;
@@ -559,9 +559,7 @@ impl ExecSink {
             chan: Channel::new(LinkConfig {
                 capacity: EXEC_CAPACITY,
                 overflow: Overflow::Block,
-                // Whole batches (a batch taken from the operator's input link, which is
-                // bounded in bytes): `write_direct` queues a batch with its formatted lines.
-                max_bytes: usize::MAX,
+                max_bytes: EXEC_MAX_BYTES,
             }),
             shared: Arc::new(SinkShared::default()),
             writer: None,
@@ -598,12 +596,15 @@ impl ExecSink {
             }
             return Some(batch);
         }
-        if batch.len() > EXEC_CAPACITY {
+        if batch.len() > EXEC_CAPACITY
+            || batch.iter().map(value_heap_bytes).sum::<usize>() > EXEC_MAX_BYTES
+        {
             self.text = text;
             return Some(batch);
         }
         // Too large to write without blocking: the thread writes these lines. The link is
-        // empty and the pipe held, so this batch is the next one the thread takes.
+        // empty, the batch within its bounds and the pipe held, so the link takes all of it
+        // and this batch is the next one the thread takes.
         *lock(&self.shared.preformatted) = Some(text);
         let rest = self.chan.push(batch);
         debug_assert!(
