@@ -240,8 +240,8 @@ impl Registry {
             spec,
             Arc::new(move |g, d, inputs| {
                 let mut f = make(&Params::new(d));
-                g.try_sink_element(&inputs[0], move |x: Value| {
-                    f(from_value::<T>(&x)?);
+                g.try_sink_element_ref(&inputs[0], move |x: &Value| {
+                    f(from_value::<T>(x)?);
                     Ok(())
                 });
                 Ok(vec![])

@@ -447,6 +447,36 @@ impl<T: Element> Operator for SinkNull<T> {
     }
 }
 
+/// A sink calling a fallible function on a reference to each element: it reads its batches,
+/// so the runtime keeps no copy of them to give again after a restart in place (a large
+/// element is not copied on its way out).
+pub struct SinkRef<T, F> {
+    f: F,
+    _t: PhantomData<fn(&T)>,
+}
+
+impl<T: Element, F> Operator for SinkRef<T, F>
+where
+    F: FnMut(&T) -> OpResult + Send + 'static,
+{
+    type In = T;
+    type Out = T;
+
+    fn on_batch(&mut self, port: usize, batch: Vec<T>, out: &mut Outputs<T>) -> OpResult {
+        self.on_batch_ref(port, &batch, out)?;
+        crate::value::drop_batch(batch);
+        Ok(())
+    }
+
+    fn reads_batches(&self) -> bool {
+        true
+    }
+
+    fn on_batch_ref(&mut self, _port: usize, batch: &[T], _out: &mut Outputs<T>) -> OpResult {
+        batch.iter().try_for_each(&mut self.f)
+    }
+}
+
 impl Graph {
     /// A sink that drops every element ([`SinkNull`]).
     pub fn sink_null<T: Element>(&mut self, s: &Stream<T>) {
@@ -478,6 +508,16 @@ impl Graph {
         F: FnMut(T) -> Result<(), OpError> + Send + 'static,
     {
         self.add_sink("sink_element", SinkElement::new(f), &[s])
+    }
+
+    /// `sink_element` with a fallible function of a reference to each element ([`SinkRef`]):
+    /// no element is copied for a restart in place.
+    pub fn try_sink_element_ref<T, F>(&mut self, s: &Stream<T>, f: F)
+    where
+        T: Element,
+        F: FnMut(&T) -> Result<(), OpError> + Send + 'static,
+    {
+        self.add_sink("sink_element", SinkRef { f, _t: PhantomData }, &[s])
     }
 
     /// A sink that gathers every element into a [`Collector`] the caller reads.
@@ -551,6 +591,31 @@ mod tests {
 
     fn v(s: &str) -> Value {
         Value::from_json(s).unwrap()
+    }
+
+    #[test]
+    fn a_sink_of_references_reads_its_batches_and_stops_at_a_failure() {
+        let seen = Arc::new(Mutex::new(vec![]));
+        let s2 = seen.clone();
+        let mut op = SinkRef {
+            f: move |x: &Value| {
+                if *x == v("\"bad\"") {
+                    return Err(OpError::new("bad element"));
+                }
+                s2.lock().unwrap().push(x.clone());
+                Ok(())
+            },
+            _t: PhantomData,
+        };
+        assert!(op.reads_batches());
+        let mut out = Outputs::new(1);
+        let batch = vec![v("1"), v("\"big\""), v("\"bad\""), v("2")];
+        let e = op.on_batch_ref(0, &batch, &mut out).unwrap_err();
+        assert_eq!(e.message, "bad element");
+        assert_eq!(batch.len(), 4, "left as it was");
+        assert_eq!(*seen.lock().unwrap(), vec![v("1"), v("\"big\"")]);
+        op.on_batch(0, vec![v("3")], &mut out).unwrap();
+        assert_eq!(seen.lock().unwrap().last(), Some(&v("3")));
     }
 
     #[test]
