@@ -198,8 +198,8 @@ impl Registry {
             spec,
             Arc::new(move |g, d, inputs| {
                 let mut f = make(&Params::new(d));
-                Ok(vec![g.try_map_element(&inputs[0], move |x: Value| {
-                    let t = from_value::<T>(&x)?;
+                Ok(vec![g.try_map_element_ref(&inputs[0], move |x: &Value| {
+                    let t = from_value::<T>(x)?;
                     Ok(Emit::One(to_value(&f(t))?))
                 })])
             }),

@@ -69,6 +69,41 @@ where
     }
 }
 
+/// A stateless map of a reference to each element: it reads its batches, so the runtime
+/// keeps no copy of them to give again after a restart in place (what a function that only
+/// looks at its input, such as a conversion, needs; a large element is not copied for it).
+pub struct MapRef<T, U, F> {
+    f: F,
+    _t: PhantomData<fn(&T) -> U>,
+}
+
+impl<T: Element, U: Element, F> Operator for MapRef<T, U, F>
+where
+    F: FnMut(&T) -> Result<Emit<U>, OpError> + Send + 'static,
+{
+    type In = T;
+    type Out = U;
+
+    fn on_batch(&mut self, port: usize, batch: Vec<T>, out: &mut Outputs<U>) -> OpResult {
+        self.on_batch_ref(port, &batch, out)?;
+        crate::value::drop_batch(batch);
+        Ok(())
+    }
+
+    fn reads_batches(&self) -> bool {
+        true
+    }
+
+    fn on_batch_ref(&mut self, _port: usize, batch: &[T], out: &mut Outputs<U>) -> OpResult {
+        let o = out.port_mut(0);
+        o.reserve(batch.len());
+        for x in batch {
+            (self.f)(x)?.push_into(o);
+        }
+        Ok(())
+    }
+}
+
 /// Keeps the elements for which a predicate holds (reuses the batch in place). `S` as for
 /// [`MapElement`].
 pub struct FilterElement<T, S, F> {
@@ -241,6 +276,17 @@ impl Graph {
         self.add_unary("map_element", MapElement::new(f), &[s])
     }
 
+    /// `map_element` of a reference to each element ([`MapRef`]): no element is copied for
+    /// a restart in place.
+    pub fn try_map_element_ref<T, U, F>(&mut self, s: &Stream<T>, f: F) -> Stream<U>
+    where
+        T: Element,
+        U: Element,
+        F: FnMut(&T) -> Result<Emit<U>, OpError> + Send + 'static,
+    {
+        self.add_unary("map_element", MapRef { f, _t: PhantomData }, &[s])
+    }
+
     /// Stateful `map_element`: `f(x, &mut state)`; IoTPy's `(out, state)` form.
     ///
     /// ```
@@ -374,6 +420,35 @@ mod tests {
 
     fn filter_op() -> impl Operator<In = i64, Out = i64> {
         FilterElement::new(|x: &i64| Ok(x % 2 == 0))
+    }
+
+    #[test]
+    fn a_map_of_references_emits_as_a_map_and_leaves_its_batch_as_it_was() {
+        let f = |x: &i64| {
+            if *x == 7 {
+                return Err(OpError::new("seven"));
+            }
+            Ok(match x % 3 {
+                0 => Emit::Skip,
+                1 => Emit::One(x * 10),
+                _ => Emit::Many(vec![*x, *x]),
+            })
+        };
+        let mut op = MapRef { f, _t: PhantomData };
+        assert!(op.reads_batches());
+        let got = run_batched(
+            MapRef { f, _t: PhantomData },
+            whole(vec![vec![0, 1, 2, 3, 4]]),
+            &[],
+            1,
+        );
+        assert_eq!(got, vec![vec![10, 2, 2, 40]]);
+        let batch = vec![1, 7, 4];
+        let mut out = Outputs::new(1);
+        let e = op.on_batch_ref(0, &batch, &mut out).unwrap_err();
+        assert_eq!(e.message, "seven");
+        assert_eq!(batch, vec![1, 7, 4], "left as it was");
+        assert_eq!(out.take(0), vec![10], "what came before the failure");
     }
 
     #[test]
