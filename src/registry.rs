@@ -327,7 +327,7 @@ where
             };
             match to_value(&t) {
                 Ok(v) => {
-                    bytes += crate::link::local::value_heap_bytes(&v);
+                    bytes += v.heap_bytes();
                     o.push(v)
                 }
                 Err(e) => {

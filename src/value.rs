@@ -50,6 +50,21 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// The bytes the value holds besides its fixed size (a string's text, an array's or a
+    /// map's elements): what a link's byte bound counts.
+    pub fn heap_bytes(&self) -> usize {
+        let v = std::mem::size_of::<Value>();
+        match self {
+            Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
+            Value::Str(s) => s.len(),
+            Value::Array(a) => a.iter().map(|x| v + x.heap_bytes()).sum(),
+            Value::Map(m) => m
+                .iter()
+                .map(|(k, x)| 2 * v + k.len() + x.heap_bytes())
+                .sum(),
+        }
+    }
+
     /// The value as f64 if it is a number (integers are widened).
     pub fn as_f64(&self) -> Option<f64> {
         match self {

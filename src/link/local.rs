@@ -138,21 +138,10 @@ impl<T> State<T> {
     }
 }
 
-/// The bytes a [`Value`] holds besides its fixed size (a string's text, an array's or a
-/// map's elements): what a link's byte bound counts.
-pub fn value_heap_bytes(v: &Value) -> usize {
-    match v {
-        Value::Null | Value::Bool(_) | Value::Int(_) | Value::Float(_) => 0,
-        Value::Str(s) => s.len(),
-        Value::Array(a) => a
-            .iter()
-            .map(|x| std::mem::size_of::<Value>() + value_heap_bytes(x))
-            .sum(),
-        Value::Map(m) => m
-            .iter()
-            .map(|(k, x)| 2 * std::mem::size_of::<Value>() + k.len() + value_heap_bytes(x))
-            .sum(),
-    }
+/// Whether `more` bytes fit next to `queued` elements holding `bytes` bytes under the bound
+/// `max`: one element always fits an empty link.
+fn fits(queued: usize, bytes: usize, more: usize, max: usize) -> bool {
+    queued == 0 || bytes + more <= max
 }
 
 /// Of the `batch` pushed into a link holding `queued` elements and `bytes` bytes (bound
@@ -160,8 +149,8 @@ pub fn value_heap_bytes(v: &Value) -> usize {
 fn fitting(batch: &[Value], queued: usize, bytes: usize, max: usize) -> (usize, usize) {
     let mut total = 0usize;
     for (i, v) in batch.iter().enumerate() {
-        let b = value_heap_bytes(v);
-        if bytes + total + b > max && (i > 0 || queued > 0) {
+        let b = v.heap_bytes();
+        if !fits(queued + i, bytes + total, b, max) {
             return (i, total);
         }
         total += b;
@@ -221,6 +210,13 @@ impl<T: 'static> Channel<T> {
 }
 
 impl<T> Channel<T> {
+    /// `batch` as the values whose bytes this link counts; `None` when it counts none.
+    fn counted<'a>(&self, batch: &'a [T]) -> Option<&'a [Value]> {
+        self.max_bytes?;
+        // SAFETY: `max_bytes` is only set when T is Value (see `make`).
+        Some(unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // A poisoned lock only means another thread panicked while holding it; the queue
         // itself is always left consistent, so go on.
@@ -294,14 +290,11 @@ impl<T> Channel<T> {
         if let Some(d) = self.direct.get() {
             batch = d.offer(self, batch)?;
         }
-        // Whether to count the batch's bytes, decided before taking the lock: a batch of
-        // numbers (the common case) holds none, found in one quick scan.
-        let count_bytes = self.max_bytes.filter(|_| {
-            // SAFETY: `max_bytes` is only set when T is Value.
-            let values =
-                unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
-            !crate::value::all_scalars(values)
-        });
+        // The values whose bytes to count, found before taking the lock: a batch of numbers
+        // (the common case) holds none, found in one quick scan.
+        let counted = self
+            .counted(&batch)
+            .filter(|v| !crate::value::all_scalars(v));
         let mut st = self.lock();
         if st.consumer_gone {
             // Nobody will read: the consumer ended (e.g. a cycle that already closed).
@@ -318,11 +311,7 @@ impl<T> Channel<T> {
                     return Some(batch);
                 }
                 let mut room = cap - st.len;
-                if let Some(max) = count_bytes {
-                    // SAFETY: `max_bytes` is only set when T is Value.
-                    let values = unsafe {
-                        std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len())
-                    };
+                if let (Some(max), Some(values)) = (self.max_bytes, counted) {
                     let (n, b) = fitting(&values[..room.min(values.len())], st.len, st.bytes, max);
                     if n == 0 {
                         // Not even the first element fits next to what is queued.
@@ -410,19 +399,16 @@ impl<T> Channel<T> {
                 Some(rest) => pending = rest,
             }
             // The bytes of the first element left, which has to fit before anything moves.
-            let first = match (self.max_bytes, pending.first()) {
-                (Some(_), Some(v)) => {
-                    // SAFETY: `max_bytes` is only set when T is Value.
-                    value_heap_bytes(unsafe { &*(v as *const T as *const Value) })
-                }
-                _ => 0,
-            };
+            let first = self
+                .counted(&pending)
+                .and_then(|v| v.first())
+                .map_or(0, Value::heap_bytes);
             let mut st = self.lock();
-            let fits = st.len < self.config.capacity
+            let room = st.len < self.config.capacity
                 && self
                     .max_bytes
-                    .map_or(true, |m| st.len == 0 || st.bytes + first <= m);
-            if fits || st.consumer_gone {
+                    .map_or(true, |m| fits(st.len, st.bytes, first, m));
+            if room || st.consumer_gone {
                 continue;
             }
             st.space_waiters += 1;
@@ -777,11 +763,11 @@ mod tests {
     #[test]
     fn heap_bytes_count_strings_arrays_and_maps() {
         let v = size_of::<Value>();
-        assert_eq!(value_heap_bytes(&Value::Float(1.0)), 0);
-        assert_eq!(value_heap_bytes(&Value::Str("abc".into())), 3);
+        assert_eq!(Value::heap_bytes(&Value::Float(1.0)), 0);
+        assert_eq!(Value::heap_bytes(&Value::Str("abc".into())), 3);
         let a = Value::Array(vec![Value::Int(1), Value::Str("ab".into())]);
-        assert_eq!(value_heap_bytes(&a), 2 * v + 2);
+        assert_eq!(Value::heap_bytes(&a), 2 * v + 2);
         let m = Value::Map([("k".to_string(), a.clone())].into());
-        assert_eq!(value_heap_bytes(&m), 2 * v + 1 + 2 * v + 2);
+        assert_eq!(Value::heap_bytes(&m), 2 * v + 1 + 2 * v + 2);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::link::local::{value_heap_bytes, Channel, End, LinkConfig, Overflow, Recv};
+use crate::link::local::{Channel, End, LinkConfig, Overflow, Recv};
 use crate::operator::sink::format_line;
 use crate::operator::source::{parse_json_line, Format, OnError, TypeCheck};
 use crate::operator::{
@@ -597,7 +597,7 @@ impl ExecSink {
             return Some(batch);
         }
         if batch.len() > EXEC_CAPACITY
-            || batch.iter().map(value_heap_bytes).sum::<usize>() > EXEC_MAX_BYTES
+            || batch.iter().map(Value::heap_bytes).sum::<usize>() > EXEC_MAX_BYTES
         {
             self.text = text;
             return Some(batch);
