@@ -6,7 +6,9 @@
 //!   for 16-byte messages). With `rate` (Hz), call `i` first sleeps until `i / rate` s after the
 //!   first call: a fixed rate, where `interval` is a pause after each element (`interval = "1ms"`
 //!   gives about 480 Hz here). Give it a short `interval` too (`"1us"`), so that the runtime
-//!   asks for one element at a time and sends each on its own.
+//!   asks for one element at a time and sends each on its own. It builds each element as a
+//!   `Value`, which the runtime moves as it is: the payload is copied once by the node (a
+//!   fresh message each time) and once into shared memory on its way to the sink.
 //! - `bench_sink` (`count`, `path`, `warmup`): stamps each element on arrival and, once `count`
 //!   elements have arrived (or when it is dropped), writes the summary as JSON to `path`: the
 //!   fields of `bench/peers/stats.py` (received, lost, latency p50/p99/max in us of the elements
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 
 use serde::de::IgnoredAny;
 use tributary::registry::Registry;
+use tributary::Value;
 
 fn mono_ns() -> i64 {
     let mut ts = libc::timespec {
@@ -120,7 +123,13 @@ fn main() -> ExitCode {
                     std::thread::sleep(tick - now);
                 }
             }
-            Some((i as i64, mono_ns(), payload.clone()))
+            // An element built as a `Value` is moved into the stream as it is (a tuple
+            // would be serialized into one, copying the payload).
+            Some(Value::Array(vec![
+                Value::Int(i as i64),
+                Value::Int(mono_ns()),
+                Value::Str(payload.clone()),
+            ]))
         }
     })
     .required(&["count"])

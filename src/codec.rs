@@ -65,37 +65,177 @@ fn vec_from_bytes<P: Copy + Default + 'static>(bytes: &[u8]) -> Vec<P> {
     v
 }
 
-/// Appends `tag` and the 8 bytes `num` gives for each of `values`, in one pass; at the first
-/// value it gives none for, undoes that and returns false.
-#[inline(always)]
-fn raw(
-    values: &[Value],
-    tag: u8,
-    out: &mut Vec<u8>,
-    num: impl Fn(&Value) -> Option<[u8; 8]>,
-) -> bool {
-    let start = out.len();
-    out.resize(start + 1 + values.len() * 8, 0);
-    out[start] = tag;
-    for (c, v) in out[start + 1..].chunks_exact_mut(8).zip(values) {
-        match num(v) {
-            Some(b) => c.copy_from_slice(&b),
-            None => {
-                out.truncate(start);
-                return false;
+/// Where an encoding goes: a growing vector, or a fixed window (the free space of a ring).
+trait Out {
+    /// Appends `bytes`; false when they do not fit.
+    fn put(&mut self, bytes: &[u8]) -> bool;
+
+    /// Bytes written so far.
+    fn len(&self) -> usize;
+
+    /// Forgets what was written after the first `len` bytes.
+    fn truncate(&mut self, len: usize);
+
+    /// Appends `tag` and the 8 bytes `num` gives for each of `values`: Ok(true) when done,
+    /// Ok(false), writing nothing, when it gives none for one of them, Err(NoRoom) when they
+    /// do not fit.
+    #[inline(always)]
+    fn put_numbers(
+        &mut self,
+        tag: u8,
+        values: &[Value],
+        num: impl Fn(&Value) -> Option<[u8; 8]>,
+    ) -> Result<bool, NoRoom> {
+        if !values.iter().all(|v| num(v).is_some()) {
+            return Ok(false);
+        }
+        let mut chunk = [0u8; 512];
+        if !self.put(&[tag]) {
+            return Err(NoRoom);
+        }
+        for part in values.chunks(chunk.len() / 8) {
+            for (c, v) in chunk.chunks_exact_mut(8).zip(part) {
+                c.copy_from_slice(&num(v).unwrap_or_default());
+            }
+            if !self.put(&chunk[..part.len() * 8]) {
+                return Err(NoRoom);
             }
         }
+        Ok(true)
     }
-    true
+}
+
+/// An encoding did not fit in its window.
+struct NoRoom;
+
+impl Out for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        self.extend_from_slice(bytes);
+        true
+    }
+
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+
+    fn truncate(&mut self, len: usize) {
+        Vec::truncate(self, len)
+    }
+
+    #[inline(always)]
+    fn put_numbers(
+        &mut self,
+        tag: u8,
+        values: &[Value],
+        num: impl Fn(&Value) -> Option<[u8; 8]>,
+    ) -> Result<bool, NoRoom> {
+        let start = self.len();
+        self.resize(start + 1 + values.len() * 8, 0);
+        self[start] = tag;
+        for (c, v) in self[start + 1..].chunks_exact_mut(8).zip(values) {
+            match num(v) {
+                Some(b) => c.copy_from_slice(&b),
+                None => {
+                    Vec::truncate(self, start);
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// A fixed window of memory in two parts (the free space of a ring, which may wrap around
+/// its end), written from its start.
+pub struct Window<'a> {
+    a: &'a mut [u8],
+    b: &'a mut [u8],
+    at: usize,
+}
+
+impl<'a> Window<'a> {
+    /// A window over `a` followed by `b`.
+    pub fn new(a: &'a mut [u8], b: &'a mut [u8]) -> Self {
+        Window { a, b, at: 0 }
+    }
+
+    /// Appends `bytes`; false when they do not fit.
+    pub fn put_bytes(&mut self, bytes: &[u8]) -> bool {
+        self.put(bytes)
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> usize {
+        self.at
+    }
+
+    /// Writes `bytes` at `at` (which must lie within what was written).
+    pub fn patch(&mut self, at: usize, bytes: &[u8]) {
+        let end = self.at;
+        self.at = at;
+        let ok = self.put(bytes);
+        debug_assert!(ok && self.at <= end);
+        self.at = end;
+    }
+}
+
+impl Out for Window<'_> {
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let (la, n) = (self.a.len(), bytes.len());
+        if n > la + self.b.len() - self.at {
+            return false;
+        }
+        let first = n.min(la.saturating_sub(self.at));
+        if first > 0 {
+            self.a[self.at..self.at + first].copy_from_slice(&bytes[..first]);
+        }
+        if first < n {
+            let off = self.at + first - la;
+            self.b[off..off + n - first].copy_from_slice(&bytes[first..]);
+        }
+        self.at += n;
+        true
+    }
+
+    fn len(&self) -> usize {
+        self.at
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.at = self.at.min(len);
+    }
+}
+
+/// bincode's view of an [`Out`].
+struct Bin<'o, O>(&'o mut O);
+
+impl<O: Out> bincode::enc::write::Writer for Bin<'_, O> {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        if self.0.put(bytes) {
+            Ok(())
+        } else {
+            Err(bincode::error::EncodeError::UnexpectedEnd)
+        }
+    }
 }
 
 /// Appends the encoding of `batch` to `out`.
 pub fn encode<T: Serialize + 'static>(batch: &[T], out: &mut Vec<u8>) -> Result<(), CodecError> {
+    encode_to(batch, out).map(|_| ())
+}
+
+/// Writes the encoding of `batch` into `w` from its start: Ok(false) when it does not fit
+/// (what `w` holds is then of no use).
+pub fn encode_into(batch: &[impl Serialize + 'static], w: &mut Window) -> Result<bool, CodecError> {
+    encode_to(batch, w)
+}
+
+/// Appends the encoding of `batch` to `out`; Ok(false) when it does not fit.
+#[inline]
+fn encode_to<T: Serialize + 'static, O: Out>(batch: &[T], out: &mut O) -> Result<bool, CodecError> {
     if let Some((tag, _)) = primitive::<T>() {
-        out.push(tag);
         // SAFETY: `primitive` only matches plain number types.
-        out.extend_from_slice(unsafe { bytes_of(batch) });
-        return Ok(());
+        return Ok(out.put(&[tag]) && out.put(unsafe { bytes_of(batch) }));
     }
     if TypeId::of::<T>() == TypeId::of::<Value>() && !batch.is_empty() {
         // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
@@ -109,14 +249,29 @@ pub fn encode<T: Serialize + 'static>(batch: &[T], out: &mut Vec<u8>) -> Result<
             Value::Int(i) => Some(i.to_ne_bytes()),
             _ => None,
         };
-        if raw(values, VALUE_F64, out, float) || raw(values, VALUE_I64, out, int) {
-            return Ok(());
+        let numbers = match values[0] {
+            Value::Float(_) => out.put_numbers(VALUE_F64, values, float),
+            Value::Int(_) => out.put_numbers(VALUE_I64, values, int),
+            _ => Ok(false),
+        };
+        match numbers {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(NoRoom) => return Ok(false),
         }
     }
-    out.push(SERDE);
-    bincode::serde::encode_into_std_write(batch, out, config())
-        .map_err(|e| CodecError(e.to_string()))?;
-    Ok(())
+    let start = out.len();
+    if !out.put(&[SERDE]) {
+        return Ok(false);
+    }
+    match bincode::serde::encode_into_writer(batch, Bin(out), config()) {
+        Ok(()) => Ok(true),
+        Err(bincode::error::EncodeError::UnexpectedEnd) => Ok(false),
+        Err(e) => {
+            out.truncate(start);
+            Err(CodecError(e.to_string()))
+        }
+    }
 }
 
 /// Turns a `Vec<P>` into the `Vec<T>` it is (P and T are the same type).
@@ -243,6 +398,55 @@ mod tests {
             ],
             SERDE,
         );
+    }
+
+    /// The encoding of `batch` into a window of `extra` bytes more than it needs, split into
+    /// two parts at `split`; None when it did not fit.
+    fn in_window<T: Serialize + 'static>(batch: &[T], len: usize, split: usize) -> Option<Vec<u8>> {
+        let mut mem = vec![0xAAu8; len];
+        let (a, b) = mem.split_at_mut(split.min(len));
+        let mut w = Window::new(a, b);
+        if !encode_into(batch, &mut w).unwrap() {
+            return None;
+        }
+        let n = w.written();
+        mem.truncate(n);
+        Some(mem)
+    }
+
+    fn same_in_every_window<T: Serialize + 'static>(batch: &[T]) {
+        let mut want = vec![];
+        encode(batch, &mut want).unwrap();
+        let n = want.len();
+        for split in [0, 1, 2, 5, 9, n / 2, n.saturating_sub(1), n] {
+            assert_eq!(
+                in_window(batch, n, split).as_ref(),
+                Some(&want),
+                "split {split}"
+            );
+            assert_eq!(
+                in_window(batch, n + 7, split).as_ref(),
+                Some(&want),
+                "split {split}"
+            );
+            assert_eq!(in_window(batch, n - 1, split), None, "split {split}");
+        }
+    }
+
+    #[test]
+    fn a_window_holds_the_bytes_a_vector_would_wherever_it_is_split() {
+        same_in_every_window(&(0..100).map(|i| i as f64).collect::<Vec<_>>());
+        same_in_every_window(&[3u32, 4]);
+        same_in_every_window(&(0..100).map(|i| Value::Float(i as f64)).collect::<Vec<_>>());
+        same_in_every_window(&(0..100).map(Value::Int).collect::<Vec<_>>());
+        // Numbers first, then a string: the raw attempt is undone, the generic format follows.
+        let mut mixed: Vec<Value> = (0..70).map(Value::Int).collect();
+        mixed.push(Value::Str("s\u{e9}".repeat(50)));
+        same_in_every_window(&mixed);
+        same_in_every_window(&[Value::Str("x".repeat(10_000)), Value::Null]);
+        same_in_every_window(&["a".to_string()]);
+        // An empty window holds nothing, not even the format byte.
+        assert_eq!(in_window(&[1.0f64], 0, 0), None);
     }
 
     #[test]

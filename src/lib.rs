@@ -9,6 +9,7 @@ pub mod actor;
 pub mod checkpoint;
 pub mod cli;
 pub mod codec;
+pub mod convert;
 pub mod cycle;
 pub mod emit;
 pub mod link;

@@ -137,27 +137,30 @@ impl KindRef<'_> {
 
 /// Converts an element to `T`; the error names the element and the expected type.
 pub fn from_value<T: DeserializeOwned>(v: &Value) -> Result<T, OpError> {
-    serde_json::to_value(v)
-        .and_then(serde_json::from_value::<T>)
-        .map_err(|e| {
-            OpError::new(format!(
-                "element {v} is not a {}: {e}",
-                std::any::type_name::<T>()
-            ))
-            .with_element(v)
-        })
+    crate::convert::from_value::<T>(v).map_err(|e| {
+        OpError::new(format!(
+            "element {v} is not a {}: {e}",
+            std::any::type_name::<T>()
+        ))
+        .with_element(v)
+    })
 }
 
 /// Converts a Rust value to an element.
 pub fn to_value<U: Serialize>(u: &U) -> Result<Value, OpError> {
-    serde_json::to_value(u)
-        .and_then(serde_json::from_value::<Value>)
-        .map_err(|e| {
-            OpError::new(format!(
-                "cannot convert a {} to an element: {e}",
-                std::any::type_name::<U>()
-            ))
-        })
+    crate::convert::to_value(u).map_err(convert_error::<U>)
+}
+
+/// Converts a Rust value to an element, moving it when it already is a [`Value`].
+pub fn into_value<U: Serialize + 'static>(u: U) -> Result<Value, OpError> {
+    crate::convert::into_value(u).map_err(convert_error::<U>)
+}
+
+fn convert_error<U>(e: crate::convert::ConvertError) -> OpError {
+    OpError::new(format!(
+        "cannot convert a {} to an element: {e}",
+        std::any::type_name::<U>()
+    ))
 }
 
 impl Registry {
@@ -200,7 +203,7 @@ impl Registry {
                 let mut f = make(&Params::new(d));
                 Ok(vec![g.try_map_element_ref(&inputs[0], move |x: &Value| {
                     let t = from_value::<T>(x)?;
-                    Ok(Emit::One(to_value(&f(t))?))
+                    Ok(Emit::One(into_value(f(t))?))
                 })])
             }),
         )
@@ -325,7 +328,7 @@ where
             let Some(t) = (self.f)(self.i) else {
                 return Ok(Gen::Done);
             };
-            match to_value(&t) {
+            match into_value(t) {
                 Ok(v) => {
                     bytes += v.heap_bytes();
                     o.push(v)

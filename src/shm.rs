@@ -1045,6 +1045,11 @@ impl RingWriter {
             std::ptr::copy_nonoverlapping(src.as_ptr(), self.shared.buf.add(off), first);
             std::ptr::copy_nonoverlapping(src.as_ptr().add(first), self.shared.buf, n - first);
         }
+        self.publish(n);
+    }
+
+    /// Makes the `n` bytes after `head` (already written) visible to the reader.
+    fn publish(&mut self, n: usize) {
         self.head += n as u64;
         let h = self.shared.header();
         h.head.0.store(self.head, Ordering::Release);
@@ -1150,6 +1155,53 @@ impl RingWriter {
         }
         self.announce(buf.len(), elems);
         self.copy_in(buf);
+        self.settle(elems);
+        Ok(true)
+    }
+
+    /// Writes a frame straight into the ring's free space, if it fits now: `fill` gets up to
+    /// `max` bytes of free space as two slices (the second continues the first where the
+    /// ring wraps), writes the frame from the start, and returns its length and element
+    /// count, or `None` to write nothing. The frame is published whole, as by
+    /// [`RingWriter::try_write_frame`]; Ok(false) when `fill` gave `None`.
+    pub fn try_write_frame_with(
+        &mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8], &mut [u8]) -> Option<(usize, u64)>,
+    ) -> Result<bool, ShmError> {
+        if self.reader_closed() {
+            return Err(ShmError::PeerClosed { done: 0 });
+        }
+        if self.free() < max.min(self.capacity() / 2) {
+            // `free` only re-reads `tail` when the ring looked full: look again.
+            self.cached_tail = self.shared.header().tail.0.load(Ordering::Acquire);
+        }
+        let window = self.free().min(max);
+        let off = (self.head & self.shared.mask) as usize;
+        let first = window.min(self.capacity() - off);
+        // SAFETY: `[head, head + window)` is free space (`window <= free`), which the reader
+        // does not touch until `head` is published; its first `first` bytes start at `off`
+        // (`off + first <= capacity`), the rest at the start of the buffer (`window - first
+        // <= off`, so the two slices do not overlap). Nothing else refers to this memory
+        // while `fill` runs (`&mut self`).
+        let (a, b) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(self.shared.buf.add(off), first),
+                std::slice::from_raw_parts_mut(self.shared.buf, window - first),
+            )
+        };
+        let Some((len, elems)) = fill(a, b) else {
+            return Ok(false);
+        };
+        assert!(
+            len <= window,
+            "a frame longer than the window it was written in"
+        );
+        if len == 0 {
+            return Ok(true);
+        }
+        self.announce(len, elems);
+        self.publish(len);
         self.settle(elems);
         Ok(true)
     }
@@ -1896,6 +1948,45 @@ mod tests {
             Err(ShmError::Eof { done: 0 })
         ));
         assert!(child.wait().unwrap().success());
+    }
+
+    #[test]
+    fn a_frame_written_in_place_is_published_whole_where_the_ring_wraps() {
+        let region = Ring::create_region(16).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let mut w = Ring::writer_from_region(dup(&region)).unwrap();
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        w.write_all(&[0; 12]).unwrap();
+        r.read_exact(&mut [0; 12]).unwrap();
+        // The window is the free space, in two parts where it wraps, capped at `max`.
+        let wrote = w
+            .try_write_frame_with(100, |a, b| {
+                assert_eq!((a.len(), b.len()), (4, 12));
+                a.copy_from_slice(b"abcd");
+                b[..3].copy_from_slice(b"efg");
+                Some((7, 2))
+            })
+            .unwrap();
+        assert!(wrote);
+        assert_eq!(w.elems_written(), 2);
+        let st = Ring::state(&region).unwrap();
+        assert_eq!((st.elems, st.partial), (2, false));
+        let mut got = [0u8; 7];
+        r.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"abcdefg");
+        // Giving up writes nothing; the window never exceeds `max`.
+        let none = w
+            .try_write_frame_with(5, |a, b| {
+                assert_eq!(a.len() + b.len(), 5);
+                a[0] = 9;
+                None
+            })
+            .unwrap();
+        assert!(!none);
+        assert_eq!(r.available_len(), 0);
+        assert_eq!(w.elems_written(), 2);
+        drop(r);
+        assert!(w.try_write_frame_with(5, |_, _| Some((1, 1))).is_err());
     }
 
     #[test]

@@ -280,6 +280,13 @@ impl<T> Channel<T> {
         }
     }
 
+    /// Takes back a [`Channel::count_pushed`] of elements that were handed back instead.
+    pub fn count_unpushed(&self, n: usize) {
+        if let Some((c, true)) = self.cycle.get() {
+            c.add(-(n as i64));
+        }
+    }
+
     /// Pushes a batch; returns the part that did not fit (only under `Block`).
     ///
     /// The caller keeps the returned rest and pushes it again once woken.

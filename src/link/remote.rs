@@ -160,6 +160,52 @@ fn encode_frame<T: Element>(batch: &[T], out: &mut Vec<u8>) -> Result<(), codec:
     Ok(())
 }
 
+/// Writes one batch frame into `w` from its start; None when it does not fit.
+fn encode_frame_into<T: Element>(
+    batch: &[T],
+    w: &mut codec::Window,
+) -> Result<Option<usize>, codec::CodecError> {
+    if !w.put_bytes(&[TAG_BATCH, 0, 0, 0, 0]) || !codec::encode_into(batch, w)? {
+        return Ok(None);
+    }
+    let len = (w.written() - FRAME_HEAD) as u32;
+    w.patch(1, &len.to_le_bytes());
+    Ok(Some(w.written()))
+}
+
+/// Encodes `batch` as one frame straight into the ring's free space (no copy through a
+/// buffer) if it fits there now, within `limit` bytes unless it is one element; Ok(false),
+/// writing nothing, when it does not.
+fn write_in_place<T: Element>(
+    ring: &mut RingWriter,
+    batch: &[T],
+    limit: usize,
+    link: &str,
+) -> Result<bool, RemoteError> {
+    let max = if batch.len() == 1 { usize::MAX } else { limit };
+    let mut codec_err = None;
+    let elems = batch.len() as u64;
+    let wrote = ring.try_write_frame_with(max, |a, b| {
+        match encode_frame_into(batch, &mut codec::Window::new(a, b)) {
+            Ok(len) => len.map(|l| (l, elems)),
+            Err(e) => {
+                codec_err = Some(e);
+                None
+            }
+        }
+    });
+    if let Some(source) = codec_err {
+        return Err(RemoteError::Codec {
+            link: link.to_string(),
+            source,
+        });
+    }
+    wrote.map_err(|source| RemoteError::Ring {
+        link: link.to_string(),
+        source,
+    })
+}
+
 /// Appends `batch` to `out` as frames of at most `limit` bytes each where it can (a batch is
 /// halved until its frame fits, down to one element), recording where each frame ends and
 /// how many elements it holds in `frames`. Frames that fit in the ring are written whole, so
@@ -308,20 +354,34 @@ impl<T: Element> DirectDrain<T> for Drain {
             chan.count_pushed(whole);
             return None;
         }
-        if let Err(source) = w.encode(&batch) {
-            w.error = Some(RemoteError::Codec {
-                link: self.link.clone(),
-                source,
-            });
-            w.ring = None;
-            drop(side);
-            chan.disconnect_consumer();
-            self.wake_thread();
-            return Some(batch);
-        }
-        crate::value::drop_batch(batch);
         // Counted before the consumer can see (and uncount) the elements.
         chan.count_pushed(whole);
+        let ring = w.ring.as_mut().expect("checked above");
+        let limit = (ring.capacity() / 4).max(64);
+        match write_in_place(ring, &batch, limit, &self.link) {
+            Ok(true) => {
+                crate::value::drop_batch(batch);
+                return None;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                chan.count_unpushed(whole);
+                return self.fail(side, chan, e, Some(batch));
+            }
+        }
+        if let Err(source) = w.encode(&batch) {
+            chan.count_unpushed(whole);
+            return self.fail(
+                side,
+                chan,
+                RemoteError::Codec {
+                    link: self.link.clone(),
+                    source,
+                },
+                Some(batch),
+            );
+        }
+        crate::value::drop_batch(batch);
         let ring = w.ring.as_mut().expect("checked above");
         let n = w.buf_frames.iter().map(|f| f.1).sum();
         match ring.try_write_frame(&w.buf, n) {
@@ -333,17 +393,37 @@ impl<T: Element> DirectDrain<T> for Drain {
                 self.wake_thread();
             }
             Err(source) => {
-                w.error = Some(RemoteError::Ring {
-                    link: self.link.clone(),
-                    source,
-                });
-                w.ring = None;
-                drop(side);
-                chan.disconnect_consumer();
-                self.wake_thread();
+                return self.fail(
+                    side,
+                    chan,
+                    RemoteError::Ring {
+                        link: self.link.clone(),
+                        source,
+                    },
+                    None,
+                );
             }
         }
         None
+    }
+}
+
+impl Drain {
+    /// The producer ran into `e`: the link fails (the writer thread reports it) and the
+    /// consumer side is told; hands back `batch`.
+    fn fail<T: Element>(
+        &self,
+        mut side: std::sync::MutexGuard<'_, WriteSide>,
+        chan: &Channel<T>,
+        e: RemoteError,
+        batch: Option<Vec<T>>,
+    ) -> Option<Vec<T>> {
+        side.error = Some(e);
+        side.ring = None;
+        drop(side);
+        chan.disconnect_consumer();
+        self.wake_thread();
+        batch
     }
 }
 
