@@ -3,8 +3,11 @@
 //! A [`Registry`] holds, for each custom kind, its [`KindSpec`] (checked by manifest
 //! validation) and a builder that adds the operator to a [`Graph`]. The typed helpers
 //! ([`Registry::map`], [`Registry::filter`], [`Registry::sink`], [`Registry::source`]) convert
-//! each [`Value`] to and from the closure's Rust types with serde at the operator boundary; an
-//! element that does not convert fails the operator, naming the element and the expected type.
+//! each [`Value`] to and from the closure's Rust types with serde at the operator boundary
+//! ([`crate::convert`]: straight, with strings lent to `&str` fields and ignored parts
+//! skipped); an element that does not convert fails the operator, naming the element and the
+//! expected type. A closure that returns a [`Value`] has it moved into the stream as it is,
+//! the cheapest way to emit large elements.
 //!
 //! Run manifests that use them with [`crate::cli::main_with`] from the application's own
 //! binary: worker processes re-execute that binary, so they know the same kinds.
