@@ -79,30 +79,38 @@ trait Out {
     /// Appends `tag` and the 8 bytes `num` gives for each of `values`: Ok(true) when done,
     /// Ok(false), writing nothing, when it gives none for one of them, Err(NoRoom) when they
     /// do not fit.
-    #[inline(always)]
     fn put_numbers(
         &mut self,
         tag: u8,
         values: &[Value],
         num: impl Fn(&Value) -> Option<[u8; 8]>,
-    ) -> Result<bool, NoRoom> {
-        if !values.iter().all(|v| num(v).is_some()) {
-            return Ok(false);
+    ) -> Result<bool, NoRoom>;
+}
+
+/// [`Out::put_numbers`] through a small buffer, for any [`Out`].
+#[inline(always)]
+fn put_numbers_in_chunks(
+    out: &mut impl Out,
+    tag: u8,
+    values: &[Value],
+    num: impl Fn(&Value) -> Option<[u8; 8]>,
+) -> Result<bool, NoRoom> {
+    if !values.iter().all(|v| num(v).is_some()) {
+        return Ok(false);
+    }
+    let mut chunk = [0u8; 512];
+    if !out.put(&[tag]) {
+        return Err(NoRoom);
+    }
+    for part in values.chunks(chunk.len() / 8) {
+        for (c, v) in chunk.chunks_exact_mut(8).zip(part) {
+            c.copy_from_slice(&num(v).unwrap_or_default());
         }
-        let mut chunk = [0u8; 512];
-        if !self.put(&[tag]) {
+        if !out.put(&chunk[..part.len() * 8]) {
             return Err(NoRoom);
         }
-        for part in values.chunks(chunk.len() / 8) {
-            for (c, v) in chunk.chunks_exact_mut(8).zip(part) {
-                c.copy_from_slice(&num(v).unwrap_or_default());
-            }
-            if !self.put(&chunk[..part.len() * 8]) {
-                return Err(NoRoom);
-            }
-        }
-        Ok(true)
     }
+    Ok(true)
 }
 
 /// An encoding did not fit in its window.
@@ -199,6 +207,29 @@ impl Out for Window<'_> {
 
     fn len(&self) -> usize {
         self.at
+    }
+
+    #[inline(always)]
+    fn put_numbers(
+        &mut self,
+        tag: u8,
+        values: &[Value],
+        num: impl Fn(&Value) -> Option<[u8; 8]>,
+    ) -> Result<bool, NoRoom> {
+        let need = 1 + values.len() * 8;
+        let Some(room) = self.a.get_mut(self.at..self.at + need) else {
+            // Not in one piece here (or not at all): through the general path.
+            return put_numbers_in_chunks(self, tag, values, num);
+        };
+        room[0] = tag;
+        for (c, v) in room[1..].chunks_exact_mut(8).zip(values) {
+            match num(v) {
+                Some(b) => c.copy_from_slice(&b),
+                None => return Ok(false),
+            }
+        }
+        self.at += need;
+        Ok(true)
     }
 
     fn truncate(&mut self, len: usize) {
