@@ -487,7 +487,7 @@ mod tests {
         let last = buf.len() - 1;
         buf[last] = 0xff;
         let e = decode::<Value>(&buf).unwrap_err().to_string();
-        assert!(e.contains("Utf8"), "{e}");
+        assert!(e.contains("not UTF-8"), "{e}");
     }
 
     #[test]

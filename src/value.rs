@@ -311,14 +311,20 @@ enum Tagged {
     Map(BTreeMap<String, Value>),
 }
 
-/// A string read as a `str`, copied once: a binary format reading from a slice lends it
-/// (`String`'s own deserialization made bincode zero a buffer, fill it and then check it).
+/// A string read from a binary format (which writes a `str` as its bytes) as lent bytes,
+/// copied once and then checked to be UTF-8 where the copy is still in cache (`String`'s own
+/// deserialization made bincode zero a buffer, fill it and then check it; a lent `str` is
+/// checked where it lies, in the ring, and then copied from there again).
 fn string_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct Owned;
     impl Visitor<'_> for Owned {
         type Value = String;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a string")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<String, E> {
+            String::from_utf8(b.to_vec())
+                .map_err(|e| E::custom(format!("a string that is not UTF-8: {}", e.utf8_error())))
         }
         fn visit_str<E>(self, s: &str) -> Result<String, E> {
             Ok(s.to_owned())
@@ -327,7 +333,7 @@ fn string_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> 
             Ok(s)
         }
     }
-    d.deserialize_str(Owned)
+    d.deserialize_bytes(Owned)
 }
 
 impl Serialize for Value {
