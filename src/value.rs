@@ -242,31 +242,54 @@ fn write_json_into(v: &Value, out: &mut String, nonfinite: &mut usize) {
     }
 }
 
+/// True when one of the 8 bytes of `w` needs an escape in a JSON string: a control
+/// character, `"` or a backslash (exact for the word as a whole, which is all that is asked).
+#[inline(always)]
+fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (below_space | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
 fn write_json_string(s: &str, out: &mut String) {
     use std::fmt::Write;
     out.reserve(s.len() + 2);
     out.push('"');
-    // Copy runs of bytes that need no escape in one go (long strings are mostly such runs).
+    // Copy runs of bytes that need no escape in one go (long strings are mostly such runs),
+    // finding them 8 bytes at a time.
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            b if b < 0x20 => "",
-            _ => continue,
-        };
-        // `i` is at an ASCII byte, so both slices end on character boundaries.
-        out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{:04x}", b);
-        } else {
-            out.push_str(esc);
+    let mut i = 0;
+    while i < bytes.len() {
+        while let Some(w) = bytes.get(i..i + 8) {
+            if word_needs_escape(u64::from_le_bytes(w.try_into().expect("8 bytes"))) {
+                break;
+            }
+            i += 8;
         }
-        start = i + 1;
+        let end = (i + 8).min(bytes.len());
+        for (j, &b) in bytes.iter().enumerate().take(end).skip(i) {
+            let esc: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                b if b < 0x20 => "",
+                _ => continue,
+            };
+            // `j` is at an ASCII byte, so both slices end on character boundaries.
+            out.push_str(&s[start..j]);
+            if esc.is_empty() {
+                let _ = write!(out, "\\u{:04x}", b);
+            } else {
+                out.push_str(esc);
+            }
+            start = j + 1;
+        }
+        i = end;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -530,5 +553,27 @@ mod json_string_tests {
             let text = v.to_json();
             prop_assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s);
         }
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_offset_of_a_word_and_in_long_strings() {
+        let base: Vec<char> = "abcd\u{e9}fghijklmnopq\u{20ac}rstuvwxyz0123456789"
+            .chars()
+            .collect();
+        for special in ['"', '\\', '\n', '\r', '\t', '\u{1}', '\u{1f}', '\u{7f}'] {
+            for at in 0..base.len() {
+                let mut c = base.clone();
+                c.insert(at, special);
+                c.push(special);
+                let s: String = c.into_iter().collect();
+                let text = Value::Str(s.clone()).to_json();
+                assert_eq!(serde_json::from_str::<String>(&text).unwrap(), s, "{text}");
+                assert!(!text.contains(|c: char| c < ' '), "{text:?}");
+            }
+        }
+        let long = "x".repeat(100_003) + "\"" + "\u{e9}".repeat(1000).as_str();
+        let text = Value::Str(long.clone()).to_json();
+        assert_eq!(serde_json::from_str::<String>(&text).unwrap(), long);
+        assert_eq!(text.len(), long.len() + 3);
     }
 }
