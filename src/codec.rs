@@ -76,6 +76,11 @@ trait Out {
     /// Forgets what was written after the first `len` bytes.
     fn truncate(&mut self, len: usize);
 
+    /// The bytes that can still be written, if bounded.
+    fn room(&self) -> Option<usize> {
+        None
+    }
+
     /// Appends `tag` and the 8 bytes `num` gives for each of `values`: Ok(true) when done,
     /// Ok(false), writing nothing, when it gives none for one of them, Err(NoRoom) when they
     /// do not fit.
@@ -209,6 +214,10 @@ impl Out for Window<'_> {
         self.at
     }
 
+    fn room(&self) -> Option<usize> {
+        Some(self.a.len() + self.b.len() - self.at)
+    }
+
     #[inline(always)]
     fn put_numbers(
         &mut self,
@@ -289,6 +298,16 @@ fn encode_to<T: Serialize + 'static, O: Out>(batch: &[T], out: &mut O) -> Result
             Ok(true) => return Ok(true),
             Ok(false) => {}
             Err(NoRoom) => return Ok(false),
+        }
+    }
+    if let Some(room) = out.room() {
+        // A bounded window: size the encoding first (cheap: a string counts its length), so
+        // that a batch too large for it is not half written and thrown away.
+        let mut size = bincode::enc::write::SizeWriter::default();
+        bincode::serde::encode_into_writer(batch, &mut size, config())
+            .map_err(|e| CodecError(e.to_string()))?;
+        if 1 + size.bytes_written > room {
+            return Ok(false);
         }
     }
     let start = out.len();
@@ -478,6 +497,14 @@ mod tests {
         same_in_every_window(&["a".to_string()]);
         // An empty window holds nothing, not even the format byte.
         assert_eq!(in_window(&[1.0f64], 0, 0), None);
+        // A batch too large for its window is sized first, not half written.
+        let big = vec![Value::Str("y".repeat(4096)); 8];
+        let mut mem = vec![0u8; 10_000];
+        let (a, b) = mem.split_at_mut(6000);
+        let mut w = Window::new(a, b);
+        assert!(!encode_into(&big, &mut w).unwrap());
+        assert_eq!(w.written(), 0);
+        assert!(mem.iter().all(|&x| x == 0), "nothing written");
     }
 
     #[test]
