@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod actor;
+pub mod affinity;
 pub mod checkpoint;
 pub mod cli;
 pub mod codec;

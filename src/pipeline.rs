@@ -95,6 +95,8 @@ struct GroupSpec {
     placement: Placement,
     #[allow(dead_code)]
     restart: RestartPolicy,
+    /// The CPUs its thread runs on (None: any).
+    cpus: Option<crate::affinity::CpuSet>,
 }
 
 /// A graph that could not run: a stream without producer, a stream fed twice, a cycle of connects.
@@ -522,10 +524,17 @@ impl Graph {
             name: name.to_string(),
             placement,
             restart,
+            cpus: None,
         });
         Group {
             index: self.groups.len() - 1,
         }
+    }
+
+    /// Runs `group`'s thread (and the threads and commands its operators start) on the CPUs
+    /// of `cpus` only.
+    pub fn pin_group(&mut self, group: &Group, cpus: crate::affinity::CpuSet) {
+        self.groups[group.index].cpus = Some(cpus);
     }
 
     /// Places every operator added inside `f` in `group`.
@@ -1030,6 +1039,8 @@ impl Runner {
         let stream_names: Vec<String> = g.streams.iter().map(|s| s.name.clone()).collect();
         let node_outputs: Vec<Vec<usize>> = g.nodes.iter().map(|x| x.outputs.clone()).collect();
         let group_names: Vec<String> = g.groups.iter().map(|x| x.name.clone()).collect();
+        let group_cpus: Vec<Option<crate::affinity::CpuSet>> =
+            g.groups.iter().map(|x| x.cpus).collect();
         let mut checks: Vec<Vec<Option<OutputCheck>>> = vec![];
         let mut bodies: Vec<Box<dyn NodeBody>> = vec![];
         let mut restarts: Vec<Option<OpRestart>> = vec![];
@@ -1045,7 +1056,22 @@ impl Runner {
             .name("tributary-main".into())
             .spawn(move || -> Result<(), String> {
                 let sys = System::new();
-                let arbiters: Vec<Arbiter> = group_names.iter().map(|_| Arbiter::new()).collect();
+                let arbiters: Vec<Arbiter> = group_names
+                    .iter()
+                    .zip(&group_cpus)
+                    .map(|(name, cpus)| {
+                        let a = Arbiter::new();
+                        if let Some(set) = *cpus {
+                            let name = name.clone();
+                            a.spawn_fn(move || {
+                                if let Err(e) = set.apply() {
+                                    tracing::error!(group = %name, "cannot run on CPUs {set:?}: {e}");
+                                }
+                            });
+                        }
+                        a
+                    })
+                    .collect();
                 sys.block_on(async {
                     if let Some(hb) = heartbeat {
                         actix::spawn(async move {

@@ -752,3 +752,46 @@ in = "x"
     assert_ne!(r.code, 0);
     assert_has(&r, &["\"sensor\"", "tributary-no-such-program"]);
 }
+
+const PINNED: &str = r#"
+[[group]]
+name = "pinned"
+placement = "PLACEMENT"
+cpus = [CPU]
+
+[[operator]]
+name = "where"
+op = "source.exec"
+group = "pinned"
+command = ["python3", "-c", "import os, json; print(json.dumps(sorted(os.sched_getaffinity(0))))"]
+out = "x"
+
+[[operator]]
+name = "out"
+op = "sink.file"
+in = "x"
+path = "got.jsonl"
+"#;
+
+#[test]
+fn a_group_pinned_to_cpus_runs_there_and_so_do_the_commands_it_starts() {
+    // The last CPU this test may use: the group, and the command it starts, run on it alone.
+    let allowed = tributary::affinity::CpuSet::current().unwrap().cpus();
+    let cpu = allowed.last().unwrap().to_string();
+    for placement in ["process", "thread"] {
+        let c = Case::new(&PINNED.replace("PLACEMENT", placement).replace("CPU", &cpu));
+        let r = c.run();
+        assert_eq!(r.code, 0, "{placement}: {}", r.stderr);
+        assert_eq!(c.read("got.jsonl"), format!("[{cpu}]\n"), "{placement}");
+    }
+    // A CPU this process may not use: an error that names the group, before anything starts.
+    let c = Case::new(
+        &PINNED
+            .replace("PLACEMENT", "process")
+            .replace("CPU", "1023"),
+    );
+    let r = c.run();
+    assert_ne!(r.code, 0);
+    assert_has(&r, &["group \"pinned\"", "CPU 1023", "may run on"]);
+    assert!(!c.path("got.jsonl").exists(), "nothing ran");
+}

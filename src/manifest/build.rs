@@ -35,6 +35,9 @@ pub enum BuildError {
         /// What is wrong.
         message: String,
     },
+    /// A group cannot be placed as declared (its `cpus`).
+    #[error("{0}")]
+    Group(String),
     /// A ring to another process could not be set up.
     #[error("link \"{stream}\": {message}")]
     Link {
@@ -359,6 +362,10 @@ pub fn build_local(
                 crate::Placement::Thread,
                 crate::RestartPolicy::Permanent,
             );
+            if let Some(cpus) = &gd.cpus {
+                let set = crate::affinity::for_group(&gd.name, cpus).map_err(BuildError::Group)?;
+                g.pin_group(&h, set);
+            }
             groups.insert(gd.name.clone(), h);
         }
     }

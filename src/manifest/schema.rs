@@ -288,6 +288,8 @@ pub struct GroupDecl {
     pub backoff: (Duration, Duration),
     /// A process group silent for this long is considered hung (default: no heartbeat check).
     pub heartbeat_timeout: Option<Duration>,
+    /// The CPUs its operators (and the commands they start) run on (default: any).
+    pub cpus: Option<Vec<usize>>,
     /// Span of the `[[group]]` header.
     pub span: Span,
 }
@@ -303,6 +305,7 @@ impl GroupDecl {
             within: Duration::from_secs(60),
             backoff: (Duration::from_millis(100), Duration::from_secs(10)),
             heartbeat_timeout: None,
+            cpus: None,
             span: 0..0,
         }
     }

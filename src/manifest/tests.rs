@@ -498,10 +498,11 @@ fn groups_and_supervisor() {
     let m = ok(&format!(
         "[supervisor]\nstrategy = \"rest_for_one\"\n\n[[group]]\nname = \"edge\"\nplacement = \"thread\"\n\
          restart = \"transient\"\nmax_restarts = 2\nwithin = \"30s\"\nbackoff = [\"1ms\", \"2s\"]\n\
-         heartbeat_timeout = \"500ms\"\n{}",
+         heartbeat_timeout = \"500ms\"\ncpus = [0, 3]\n{}",
         with(body)
     ));
     let g = m.group("edge").unwrap();
+    assert_eq!(g.cpus, Some(vec![0, 3]));
     assert_eq!(g.placement, Placement::Thread);
     assert_eq!(g.restart, Restart::Transient);
     assert_eq!(g.max_restarts, 2);
@@ -547,6 +548,30 @@ fn groups_and_supervisor() {
         with(body).replace("group = \"edge\"\n", "")
     ));
     assert!(e.message.contains("group entry at line 1 needs `name`"));
+
+    // `cpus`: a non-empty array of CPU numbers, each bad value at its place
+    for (bad, col) in [
+        ("[]", 8),
+        ("[-1]", 8),
+        ("\"0\"", 8),
+        ("[1.5]", 8),
+        ("[0, 99999]", 8),
+    ] {
+        let e = one_err(&format!(
+            "[[group]]\nname = \"edge\"\ncpus = {bad}\n{}",
+            with(body)
+        ));
+        at(&e, 3, col);
+        assert!(
+            e.message.contains("`cpus` of group \"edge\""),
+            "{}",
+            e.message
+        );
+        assert_eq!(
+            e.hint.as_deref(),
+            Some("e.g. `cpus = [0]` or `cpus = [2, 3]`")
+        );
+    }
 }
 
 #[test]

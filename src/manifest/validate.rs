@@ -24,7 +24,7 @@ pub const STREAM_KEYS: [&str; 6] = [
     "on_error",
 ];
 /// Keys of a `[[group]]` entry.
-pub const GROUP_KEYS: [&str; 7] = [
+pub const GROUP_KEYS: [&str; 8] = [
     "name",
     "placement",
     "restart",
@@ -32,6 +32,7 @@ pub const GROUP_KEYS: [&str; 7] = [
     "within",
     "backoff",
     "heartbeat_timeout",
+    "cpus",
 ];
 /// Keys of the `[supervisor]` table.
 pub const SUPERVISOR_KEYS: [&str; 1] = ["strategy"];
@@ -526,6 +527,31 @@ impl<'a> Ctx<'a> {
         }
         if let Some(v) = t.get("heartbeat_timeout") {
             g.heartbeat_timeout = self.duration(v, "heartbeat_timeout", &what, true);
+        }
+        if let Some(v) = t.get("cpus") {
+            let cpus: Option<Vec<usize>> = match v.get_ref().as_array() {
+                Some(a) if !a.is_empty() => a
+                    .iter()
+                    .map(|c| {
+                        self.int(c)
+                            .and_then(|i| usize::try_from(i).ok())
+                            .filter(|&i| i < crate::affinity::MAX_CPUS)
+                    })
+                    .collect(),
+                _ => None,
+            };
+            match cpus {
+                Some(c) => g.cpus = Some(c),
+                None => self.error(
+                    v.span(),
+                    format!(
+                        "`cpus` of {what} must be a non-empty array of CPU numbers (integers \
+                         from 0 to {})",
+                        crate::affinity::MAX_CPUS - 1
+                    ),
+                    Some("e.g. `cpus = [0]` or `cpus = [2, 3]`".into()),
+                ),
+            }
         }
         if let Some(v) = t.get("backoff") {
             match v.get_ref().as_array().map(|a| &a[..]) {

@@ -478,6 +478,15 @@ pub fn run_manifest_with(m: &Manifest, opts: &RunOptions) -> Outcome {
             sh.user_stop();
         });
     }
+    // Groups pinned to CPUs this machine (or this process) does not offer fail before anything
+    // starts.
+    for g in &m.groups {
+        if let Some(cpus) = &g.cpus {
+            if let Err(e) = crate::affinity::for_group(&g.name, cpus) {
+                return fail(e);
+            }
+        }
+    }
     // What survives restarts: one slot per operator (sinks' written counts, sources' clocks).
     let slots = match ShmRegion::create("tributary-slots", m.operators.len().max(1) * 8) {
         Ok(r) => Arc::new(r),
@@ -1074,6 +1083,16 @@ impl Spawner {
         // supervisor, which stops them in order).
         cmd.process_group(0);
         die_with_parent(&mut cmd);
+        if let Some(cpus) = m
+            .groups
+            .iter()
+            .find(|g| &g.name == name)
+            .and_then(|g| g.cpus.as_ref())
+        {
+            let set = crate::affinity::for_group(name, cpus)?;
+            // SAFETY: applying the set is one system call, and allocates nothing.
+            unsafe { cmd.pre_exec(move || set.apply()) };
+        }
         let mut ws = lock(&shared.workers);
         if let Some(old) = replace.and_then(|i| ws.get_mut(i)) {
             // What the worker it replaces started dies with it.
