@@ -202,6 +202,28 @@ pub(crate) struct OpActor<O: Operator> {
     direct: Arc<AtomicU8>,
     /// Feed tasks still running in this actor's context: it stops only once they are done.
     feeding: usize,
+    /// At most this many elements of an input batch per call (see [`OpActor::adapt_take`]).
+    take_limit: usize,
+}
+
+/// Elements an operator is first given per call: the limit doubles while its outputs stay
+/// within [`OUTPUT_BATCH`] elements and [`crate::operator::SOURCE_BATCH_BYTES`] bytes.
+const FIRST_TAKE: usize = 64;
+/// Output elements per call beyond which an operator is given fewer input elements.
+const OUTPUT_BATCH: usize = 8192;
+
+/// About how many bytes of strings, arrays and maps `batch` holds, from its first and last
+/// elements (0 for elements other than `Value`s): enough to see an operator whose outputs
+/// are much larger than its inputs.
+fn estimate_bytes<T: 'static>(batch: &[T]) -> usize {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<Value>() || batch.is_empty() {
+        return 0;
+    }
+    // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
+    let v = unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
+    v[0].heap_bytes()
+        .max(v[v.len() - 1].heap_bytes())
+        .saturating_mul(v.len())
 }
 
 /// [`OpActor::direct`]: no feed task is being polled; a wake-up is a mailbox message.
@@ -271,6 +293,7 @@ impl<O: Operator> OpActor<O> {
             spare: Vec::new(),
             direct: Arc::new(AtomicU8::new(DIRECT_IDLE)),
             feeding: 0,
+            take_limit: FIRST_TAKE,
         };
         if let Some(c) = restore {
             a.resume_from(c);
@@ -467,6 +490,32 @@ impl<O: Operator> OpActor<O> {
     ) -> OpResult<R> {
         let (op, out) = (&mut *self.op, &mut self.out);
         crate::operator::catch_panic(|| f(op, out))
+    }
+
+    /// Bounds what one call makes from `n_in` input elements: an operator whose outputs are
+    /// much larger (a map from numbers to camera frames, a flat map) is given fewer input
+    /// elements per call, so that one call's output, which waits whole until its links take
+    /// it, stays within about [`OUTPUT_BATCH`] elements and
+    /// [`crate::operator::SOURCE_BATCH_BYTES`] bytes; otherwise the limit grows again.
+    fn adapt_take(&mut self, n_in: usize) {
+        let (mut n_out, mut bytes) = (0usize, 0usize);
+        for i in 0..self.out.len() {
+            let p = self.out.port_mut(i);
+            n_out += p.len();
+            bytes = bytes.saturating_add(estimate_bytes(p));
+        }
+        let max_bytes = crate::operator::SOURCE_BATCH_BYTES;
+        if n_out > OUTPUT_BATCH || bytes > max_bytes {
+            let by_count = n_in.saturating_mul(OUTPUT_BATCH) / n_out.max(1);
+            let by_bytes = (n_in as u128 * max_bytes as u128 / bytes.max(1) as u128) as usize;
+            self.take_limit = by_count.min(by_bytes).max(1);
+        } else if n_in >= self.take_limit {
+            self.take_limit = if self.take_limit >= 1 << 20 {
+                usize::MAX
+            } else {
+                self.take_limit * 2
+            };
+        }
     }
 
     /// Moves what the operator wrote into its output links.
@@ -694,7 +743,7 @@ impl<O: Operator> OpActor<O> {
                 if self.w.inputs[port].ended {
                     continue;
                 }
-                match self.w.inputs[port].chan.take() {
+                match self.w.inputs[port].chan.take_up_to(self.take_limit) {
                     Recv::Batch(b) => {
                         progressed = true;
                         let n = b.len() as i64;
@@ -703,6 +752,7 @@ impl<O: Operator> OpActor<O> {
                             // Restarted in place: the batch is done again after the backoff.
                             return Ok(());
                         }
+                        self.adapt_take(n as usize);
                         self.distribute();
                         if self.w.inputs[port].intra {
                             self.cycle_sub(n);

@@ -286,3 +286,23 @@ fn an_operator_reading_its_batches_is_given_the_same_batch_again_after_a_restart
         report.restarts
     );
 }
+
+#[test]
+fn an_operator_whose_outputs_are_much_larger_than_its_inputs_is_given_fewer_inputs_per_call() {
+    // Numbers become 1 MiB strings: one call over a whole input batch would make 200 MiB
+    // of output at once, waiting whole for its link.
+    let mut g = Graph::new();
+    let x = g.source_iter(0..200i64);
+    let y = g.map_element(&x, |_: i64| tributary::Value::Str("x".repeat(1 << 20)));
+    let sizes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = sizes.clone();
+    g.sink_list(&y, move |b: &[tributary::Value]| {
+        s2.lock().unwrap().push(b.len())
+    });
+    g.run().unwrap();
+    let sizes = sizes.lock().unwrap();
+    assert_eq!(sizes.iter().sum::<usize>(), 200);
+    // The first call is given 64 elements; from then on about 4 MiB of output per call.
+    assert!(sizes.iter().all(|&n| n <= 64), "{sizes:?}");
+    assert!(sizes.iter().skip(2).all(|&n| n <= 8), "{sizes:?}");
+}

@@ -463,26 +463,39 @@ impl<T> Channel<T> {
     ///
     /// `Empty` and `End` re-arm the consumer's wake-up, so the next push wakes it again.
     pub fn take(&self) -> Recv<T> {
+        self.take_up_to(usize::MAX)
+    }
+
+    /// Like [`Channel::take`], but takes at most `max` elements (at least one) of the next
+    /// batch; the rest of it stays first in the link.
+    pub fn take_up_to(&self, max: usize) -> Recv<T> {
         let mut st = self.lock();
+        let max = max.max(1);
+        if st.batches.front().is_some_and(|b| b.len() > max) {
+            let front = st.batches.front_mut().expect("checked");
+            let rest = front.split_off(max);
+            let b = std::mem::replace(front, rest);
+            let bytes = match (st.sizes.front().copied(), self.counted(&b)) {
+                (Some(size), Some(values)) if size > 0 => values
+                    .iter()
+                    .map(Value::heap_bytes)
+                    .sum::<usize>()
+                    .min(size),
+                _ => 0,
+            };
+            if let Some(size) = st.sizes.front_mut() {
+                *size -= bytes;
+            }
+            st.bytes -= bytes;
+            st.len -= b.len();
+            self.taken(st);
+            return Recv::Batch(b);
+        }
         match st.batches.pop_front() {
             Some(b) => {
                 st.len -= b.len();
                 st.bytes -= st.sizes.pop_front().unwrap_or(0);
-                let waker = if st.producer_waiting && !st.full(self.config.capacity, self.max_bytes)
-                {
-                    st.producer_waiting = false;
-                    st.producer_waker.clone()
-                } else {
-                    None
-                };
-                let signal = st.space_waiters > 0;
-                drop(st);
-                if signal {
-                    self.space.notify_all();
-                }
-                if let Some(w) = waker {
-                    w();
-                }
+                self.taken(st);
                 Recv::Batch(b)
             }
             None => {
@@ -492,6 +505,24 @@ impl<T> Channel<T> {
                     None => Recv::Empty,
                 }
             }
+        }
+    }
+
+    /// After a take: wakes a producer waiting for the room it made.
+    fn taken(&self, mut st: MutexGuard<'_, State<T>>) {
+        let waker = if st.producer_waiting && !st.full(self.config.capacity, self.max_bytes) {
+            st.producer_waiting = false;
+            st.producer_waker.clone()
+        } else {
+            None
+        };
+        let signal = st.space_waiters > 0;
+        drop(st);
+        if signal {
+            self.space.notify_all();
+        }
+        if let Some(w) = waker {
+            w();
         }
     }
 
@@ -699,6 +730,37 @@ mod tests {
         c.take();
         assert!(c.push((0..1000).map(Value::Int).collect()).is_none());
         assert_eq!(c.len(), 1000);
+    }
+
+    #[test]
+    fn part_of_a_batch_can_be_taken_and_the_rest_stays_first_with_its_bytes() {
+        let c = Channel::<Value>::new(LinkConfig {
+            max_bytes: 4 << 20,
+            ..LinkConfig::default()
+        });
+        assert!(c.push(big(3)).is_none());
+        assert!(c.push(vec![Value::Int(7)]).is_none());
+        // Full in bytes (3 MiB of 4 queued, and a 2 MiB string does not fit).
+        let two = vec![Value::Str("y".repeat(2 << 20))];
+        assert_eq!(c.push(two.clone()), Some(two.clone()));
+        match c.take_up_to(2) {
+            Recv::Batch(b) => assert_eq!(b, big(3)[..2].to_vec()),
+            r => panic!("{r:?}"),
+        }
+        assert_eq!(c.len(), 2);
+        // The two taken MiB are counted out: the 2 MiB string fits now.
+        assert!(c.push(two.clone()).is_none());
+        match c.take_up_to(0) {
+            Recv::Batch(b) => assert_eq!(b, big(3)[2..].to_vec(), "at least one, the rest first"),
+            r => panic!("{r:?}"),
+        }
+        for want in [vec![Value::Int(7)], two] {
+            match c.take_up_to(usize::MAX) {
+                Recv::Batch(b) => assert_eq!(b, want),
+                r => panic!("{r:?}"),
+            }
+        }
+        assert!(matches!(c.take_up_to(5), Recv::Empty));
     }
 
     #[test]
