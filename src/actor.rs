@@ -216,14 +216,14 @@ const OUTPUT_BATCH: usize = 8192;
 /// elements (0 for elements other than `Value`s): enough to see an operator whose outputs
 /// are much larger than its inputs.
 fn estimate_bytes<T: 'static>(batch: &[T]) -> usize {
-    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<Value>() || batch.is_empty() {
-        return 0;
+    match crate::value::as_values(batch) {
+        Some([first, .., last]) => first
+            .heap_bytes()
+            .max(last.heap_bytes())
+            .saturating_mul(batch.len()),
+        Some([one]) => one.heap_bytes(),
+        _ => 0,
     }
-    // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
-    let v = unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
-    v[0].heap_bytes()
-        .max(v[v.len() - 1].heap_bytes())
-        .saturating_mul(v.len())
 }
 
 /// [`OpActor::direct`]: no feed task is being polled; a wake-up is a mailbox message.

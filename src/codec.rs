@@ -92,6 +92,25 @@ trait Out {
     ) -> Result<bool, NoRoom>;
 }
 
+/// Writes `tag` and the 8 bytes `num` gives for each of `values` into `dst` (of exactly that
+/// length); false at the first value it gives none for.
+#[inline(always)]
+fn fill_numbers(
+    dst: &mut [u8],
+    tag: u8,
+    values: &[Value],
+    num: impl Fn(&Value) -> Option<[u8; 8]>,
+) -> bool {
+    dst[0] = tag;
+    for (c, v) in dst[1..].chunks_exact_mut(8).zip(values) {
+        match num(v) {
+            Some(b) => c.copy_from_slice(&b),
+            None => return false,
+        }
+    }
+    true
+}
+
 /// [`Out::put_numbers`] through a small buffer, for any [`Out`].
 #[inline(always)]
 fn put_numbers_in_chunks(
@@ -144,15 +163,9 @@ impl Out for Vec<u8> {
     ) -> Result<bool, NoRoom> {
         let start = self.len();
         self.resize(start + 1 + values.len() * 8, 0);
-        self[start] = tag;
-        for (c, v) in self[start + 1..].chunks_exact_mut(8).zip(values) {
-            match num(v) {
-                Some(b) => c.copy_from_slice(&b),
-                None => {
-                    Vec::truncate(self, start);
-                    return Ok(false);
-                }
-            }
+        if !fill_numbers(&mut self[start..], tag, values, num) {
+            Vec::truncate(self, start);
+            return Ok(false);
         }
         Ok(true)
     }
@@ -230,12 +243,8 @@ impl Out for Window<'_> {
             // Not in one piece here (or not at all): through the general path.
             return put_numbers_in_chunks(self, tag, values, num);
         };
-        room[0] = tag;
-        for (c, v) in room[1..].chunks_exact_mut(8).zip(values) {
-            match num(v) {
-                Some(b) => c.copy_from_slice(&b),
-                None => return Ok(false),
-            }
+        if !fill_numbers(room, tag, values, num) {
+            return Ok(false);
         }
         self.at += need;
         Ok(true)
@@ -277,10 +286,7 @@ fn encode_to<T: Serialize + 'static, O: Out>(batch: &[T], out: &mut O) -> Result
         // SAFETY: `primitive` only matches plain number types.
         return Ok(out.put(&[tag]) && out.put(unsafe { bytes_of(batch) }));
     }
-    if TypeId::of::<T>() == TypeId::of::<Value>() && !batch.is_empty() {
-        // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
-        let values =
-            unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) };
+    if let Some(values) = crate::value::as_values(batch).filter(|v| !v.is_empty()) {
         let float = |v: &Value| match v {
             Value::Float(f) => Some(f.to_ne_bytes()),
             _ => None,

@@ -136,6 +136,14 @@ fn is_scalar(v: &Value) -> bool {
     )
 }
 
+/// `batch` as the `Value`s it is, when its element type is `Value`.
+pub(crate) fn as_values<T: 'static>(batch: &[T]) -> Option<&[Value]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<Value>()).then(|| {
+        // SAFETY: T is Value (checked just above), so the slice is a slice of Values.
+        unsafe { std::slice::from_raw_parts(batch.as_ptr() as *const Value, batch.len()) }
+    })
+}
+
 /// True if every element of `vs` is a scalar: a branch per 16 elements, not per element.
 pub(crate) fn all_scalars(vs: &[Value]) -> bool {
     vs.chunks(16)
