@@ -289,6 +289,10 @@ pub(crate) trait WriterStatus: Send + Sync {
     fn idle(&self) -> bool;
     /// Elements in complete frames in its ring.
     fn elems(&self) -> u64;
+    /// True while it drops what its operator makes again after a restart (its ring holds it
+    /// already): no checkpoint can be taken until the operator caught up, which it only does
+    /// while the process is not paused.
+    fn replaying(&self) -> bool;
 }
 
 /// A ring reader's side of a checkpoint: it parks at a frame boundary while the process is
@@ -382,9 +386,12 @@ pub(crate) async fn coordinate(
             }
         }
         q.wanted.store(false, Ordering::Release);
-        last = Instant::now();
         q.pause();
         let taken = take(&q, seq).await;
+        // The period runs from the end of this attempt: the process runs unpaused for at least
+        // that long before the next pause (an attempt may wait a second for a quiet point).
+        last = Instant::now();
+        let missed = !matches!(taken, Ok(Some(_)));
         match taken {
             Ok(Some(c)) => {
                 if !send(&c) {
@@ -407,12 +414,23 @@ pub(crate) async fn coordinate(
         if all_done {
             return;
         }
+        if missed {
+            // What kept the process from a quiet point needs it to run: no request cuts the
+            // next period short (a reader asks again once it read more).
+            q.wanted.store(false, Ordering::Release);
+        }
+        // Sources and readers woken by the unpause run before the coordinator looks again.
+        tokio::task::yield_now().await;
     }
 }
 
 /// Waits for the quiet point (up to a second) and takes the checkpoint; None if the point
 /// was not reached in time.
 async fn take(q: &Quiesce, seq: u64) -> Result<Option<Checkpoint>, String> {
+    if lock(&q.writers).iter().any(|w| w.replaying()) {
+        // Paused, it would not catch up: not quiet before the deadline, whatever it is.
+        return Ok(None);
+    }
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut spins = 0u32;
     while !q.quiet() {
@@ -490,6 +508,85 @@ mod tests {
     #[test]
     fn a_reader_asking_for_a_checkpoint_gets_one_at_once_not_after_the_period() {
         assert_eq!(sent_within(true, Duration::from_secs(10)), 1);
+    }
+
+    /// An operator that answers every checkpoint request with an empty part.
+    struct Answering;
+    impl actix::Actor for Answering {
+        type Context = actix::Context<Self>;
+    }
+    impl actix::Handler<TakeCheckpoint> for Answering {
+        type Result = ();
+        fn handle(&mut self, m: TakeCheckpoint, _: &mut Self::Context) {
+            let _ = m.0.send(Ok(NodeCkpt::default()));
+        }
+    }
+
+    /// A writer whose operator must make `left` elements again before it is caught up.
+    struct Replaying {
+        left: AtomicU64,
+    }
+    impl WriterStatus for Replaying {
+        fn ring(&self) -> usize {
+            0
+        }
+        fn idle(&self) -> bool {
+            !self.replaying()
+        }
+        fn elems(&self) -> u64 {
+            0
+        }
+        fn replaying(&self) -> bool {
+            self.left.load(Ordering::SeqCst) > 0
+        }
+    }
+
+    #[test]
+    fn a_process_replaying_after_a_restart_runs_until_it_caught_up_and_is_then_checkpointed() {
+        // Its source makes one element per turn and stops while the process is paused (as
+        // sources and readers do): a coordinator that pauses again at once after an attempt
+        // that found no quiet point would keep it from ever catching up.
+        let sent = Arc::new(AtomicUsize::new(0));
+        let s2 = sent.clone();
+        let w = Arc::new(Replaying {
+            left: AtomicU64::new(200),
+        });
+        let w2 = w.clone();
+        actix::System::new().block_on(async move {
+            let q = Quiesce::new();
+            let addr = actix::Actor::start(Answering);
+            q.register_node(
+                0,
+                addr.recipient(),
+                Arc::new(AtomicBool::new(false)),
+                Box::new(|| true),
+            );
+            q.add_writer(w2.clone());
+            let q2 = q.clone();
+            actix::spawn(async move {
+                while w2.left.load(Ordering::SeqCst) > 0 {
+                    q2.wait_resume().await;
+                    w2.left.fetch_sub(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                }
+            });
+            let s3 = s2.clone();
+            let send = Box::new(move |_: &Checkpoint| {
+                s3.fetch_add(1, Ordering::SeqCst);
+                true
+            });
+            actix::spawn(coordinate(q, Duration::from_millis(1), send));
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while s2.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+                actix::clock::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(
+            w.left.load(Ordering::SeqCst),
+            0,
+            "the replay did not finish"
+        );
+        assert!(sent.load(Ordering::SeqCst) > 0, "no checkpoint after it");
     }
 
     #[test]

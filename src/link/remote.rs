@@ -323,6 +323,11 @@ impl<T: Element> crate::checkpoint::WriterStatus for WriterState<T> {
     fn elems(&self) -> u64 {
         self.elems.load(std::sync::atomic::Ordering::Acquire)
     }
+
+    fn replaying(&self) -> bool {
+        // Busy writing: not idle either, so no checkpoint now whatever the answer.
+        self.drain.side.try_lock().is_ok_and(|side| side.skip > 0)
+    }
 }
 
 impl Drain {
