@@ -988,6 +988,14 @@ impl RingWriter {
         self.shared.capacity as usize
     }
 
+    /// Test aid: forgets the reader's doorbell socket, so that no wake-up reaches a reader
+    /// waiting in an event loop (as when the datagram that carries the writer's eventfd is
+    /// lost).
+    #[cfg(test)]
+    pub(crate) fn forget_reader_bell(&self) {
+        self.shared.header().bell.0.store(0, Ordering::Release);
+    }
+
     /// Sets how many busy-wait iterations precede sleeping on the futex (0: sleep at once).
     pub fn set_spin_limit(&mut self, spins: u32) {
         self.spin_limit = spins;

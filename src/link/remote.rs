@@ -46,6 +46,11 @@ const FRAMES_PER_TURN: usize = 16;
 /// system call per element, and a full socket could not be rung).
 const DRAIN_EVERY: u32 = 32;
 
+/// How long a reading task sleeps on its doorbell before it looks at the ring anyway: a
+/// wake-up that never arrives (a writer's datagram lost around a crash and restart) then costs
+/// this much delay, not the rest of the run.
+const DOORBELL_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A failure of a link between processes.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -1013,6 +1018,7 @@ async fn read_loop<T: Element>(
                 if !ring.arm_doorbell() {
                     continue;
                 }
+                let mut recheck = std::pin::pin!(tokio::time::sleep(DOORBELL_RECHECK));
                 let which = std::future::poll_fn(|cx| {
                     for (i, bell) in bells.iter().enumerate() {
                         if let Poll::Ready(r) = bell.poll_read_ready(cx) {
@@ -1020,16 +1026,29 @@ async fn read_loop<T: Element>(
                             // datagram), so what it queued need not be read before the
                             // next wait.
                             r?.clear_ready();
-                            return Poll::Ready(Ok(i));
+                            return Poll::Ready(Ok(Some(i)));
                         }
+                    }
+                    if std::future::Future::poll(recheck.as_mut(), cx).is_ready() {
+                        return Poll::Ready(Ok(None));
                     }
                     Poll::Pending
                 })
                 .await
                 .map_err(doorbell_err)?;
                 rung += 1;
-                // A datagram may carry the writer's eventfd: take it before the next wait.
-                drain_now = which == 0;
+                match which {
+                    // A datagram may carry the writer's eventfd: take it before the next wait.
+                    Some(i) => drain_now = i == 0,
+                    None => {
+                        let ring = side.ring.as_mut().expect("reader not yet handed off");
+                        if !matches!(ring.readable_now(), Ok(0)) {
+                            tracing::debug!(link = %link, "ring readable without a wake-up: reading on");
+                        }
+                        // Whatever the socket holds (an eventfd the writer sent) is taken.
+                        drain_now = true;
+                    }
+                }
             }
         }
     }
@@ -1173,6 +1192,35 @@ mod tests {
         rrelay.join().unwrap().unwrap();
         assert_eq!(a.take(), want);
         assert_eq!(b.take(), want);
+    }
+
+    #[test]
+    fn a_reading_task_whose_wake_ups_are_lost_still_reads_everything() {
+        let (w, r) = Ring::create(1024).unwrap();
+        let mut g = Graph::new();
+        let (feed, s) = g.external_input::<u64>("t");
+        let got = g.collect(&s);
+        let rrelay = spawn_reader("t".into(), r, feed).unwrap();
+        // The reader's doorbell is bound: no wake-up will reach it from now on.
+        w.forget_reader_bell();
+        let wchan = Channel::new(cfg(64));
+        let wrelay = spawn_writer("t".into(), wchan.clone(), w).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            g.run().unwrap();
+            let _ = tx.send(got.take());
+        });
+        // Once the reader sleeps on its doorbell.
+        std::thread::sleep(Duration::from_millis(50));
+        let mut b: Vec<u64> = (0..100).collect();
+        assert!(wchan.push_blocking(&mut b, None));
+        wchan.close(End::default());
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the reader never read what the ring held");
+        wrelay.join().unwrap().unwrap();
+        rrelay.join().unwrap().unwrap();
+        assert_eq!(got, (0..100).collect::<Vec<u64>>());
     }
 
     #[test]
