@@ -811,7 +811,7 @@ impl Ring {
         f.next_end.store(end, Ordering::Release);
         f.next_elems.store(elems, Ordering::Release);
         h.head.0.store(end, Ordering::Release);
-        Ok(RingWriter {
+        let mut w = RingWriter {
             shared,
             head: end,
             cached_tail: tail,
@@ -819,7 +819,11 @@ impl Ring {
             spin_limit: DEFAULT_SPIN_LIMIT,
             closed: false,
             doorbell: DoorbellSender::default(),
-        })
+        };
+        // The dead writer may have taken the reader's `waiting` flag and died before it rang:
+        // the reader then sleeps with the flag down, and no later write would ring it.
+        w.wake_reader();
+        Ok(w)
     }
 
     /// Takes over the reading end of a ring whose reader died, reading on from byte `pos` (a
@@ -840,6 +844,9 @@ impl Ring {
         }
         shared.claim("reader", true)?;
         h.control.0.reader_closed.store(0, Ordering::Release);
+        // As in `writer_resume`: a writer waiting for space may have lost its wake-up with the
+        // dead reader.
+        h.space.0.ring_always();
         Ok(RingReader {
             shared,
             tail: pos,
@@ -986,6 +993,14 @@ impl RingWriter {
     /// Ring buffer capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.shared.capacity as usize
+    }
+
+    /// Wakes the reader whatever its `waiting` flag says (a spurious wake-up only makes it
+    /// look again).
+    fn wake_reader(&mut self) {
+        let h = self.shared.header();
+        h.data.0.ring_always();
+        self.doorbell.ring(h.bell.0.load(Ordering::Acquire));
     }
 
     /// Test aid: forgets the reader's doorbell socket, so that no wake-up reaches a reader
@@ -1905,6 +1920,63 @@ mod tests {
         drop(w);
         assert!(readable_within(&ev, 1000));
         assert!(matches!(r.readable_now(), Err(ShmError::Eof { done: 0 })));
+    }
+
+    #[test]
+    fn a_writer_taking_over_wakes_a_reader_whose_wake_up_died_with_the_old_one() {
+        let region = Ring::create_region(256).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let w = Ring::writer_from_region(dup(&region)).unwrap();
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        let sock = r.bind_doorbell().unwrap();
+        assert!(r.arm_doorbell());
+        // The writer publishes a frame and takes the reader's flag, then is killed before it
+        // rings anything.
+        let h = w.shared.header();
+        h.head.0.store(4, Ordering::Release);
+        h.frames.0.settle(4, 1);
+        assert_eq!(h.data.0.waiting.swap(0, Ordering::Relaxed), WAIT_FD);
+        std::mem::forget(w);
+        assert!(!readable_within(&sock, 50), "nothing rang yet");
+        let _w = Ring::writer_resume(dup(&region)).unwrap();
+        assert!(readable_within(&sock, 1000), "the new writer rang");
+        assert_eq!(r.readable_now().unwrap(), 4);
+    }
+
+    #[test]
+    fn a_reader_taking_over_wakes_a_writer_whose_wake_up_died_with_the_old_one() {
+        let region = Ring::create_region(8).unwrap();
+        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
+        let mut w = Ring::writer_from_region(dup(&region)).unwrap();
+        w.set_spin_limit(0);
+        let mut r = Ring::reader_from_region(dup(&region)).unwrap();
+        r.set_retain(true);
+        w.try_write_frame(&[1; 8], 1).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = std::thread::spawn(move || {
+            // The ring is full: this waits for space.
+            w.write_all(&[2; 8]).unwrap();
+            tx.send(()).unwrap();
+        });
+        while r.shared.header().space.0.waiting.load(Ordering::SeqCst) != WAIT_FUTEX {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The reader frees the space, takes the writer's flag, and is killed before it wakes it.
+        let mut buf = [0u8; 8];
+        r.read_exact(&mut buf).unwrap();
+        let pos = r.position();
+        let h = r.shared.header();
+        h.tail.0.store(pos, Ordering::Release);
+        h.space.0.waiting.store(0, Ordering::Relaxed);
+        std::mem::forget(r);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "woken already"
+        );
+        let _r = Ring::reader_resume(dup(&region), pos).unwrap();
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the new reader woke the writer");
+        writer.join().unwrap();
     }
 
     const CHILD_FD_ENV: &str = "TRIBUTARY_SHM_TEST_CHILD_FD";
