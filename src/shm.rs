@@ -38,6 +38,9 @@
 //!   what the writer still does before it sleeps; an eventfd write does not.) Where the fd
 //!   cannot be sent, the writer sends plain datagrams. The Dekker argument above is
 //!   unchanged: only the way of sleeping differs.
+//! * A side that takes over the ring from a dead peer ([`Ring::writer_resume`],
+//!   [`Ring::reader_resume`]) wakes the other side unconditionally: the dead one may have
+//!   cleared the `waiting` flag and died before it woke anyone, and the flag stays down.
 
 use std::ffi::CString;
 use std::io;
