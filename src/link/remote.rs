@@ -939,9 +939,6 @@ async fn read_loop<T: Element>(
     let mut frames_this_turn = 0;
     let mut rung = 0;
     let mut drain_now = false;
-    // One timer for every wait (made and dropped per wait, it would cost two timer-wheel
-    // updates per wake-up), set again once it went off.
-    let mut recheck = Box::pin(tokio::time::sleep(DOORBELL_RECHECK));
     let mut ctl = side.ctl.clone();
     loop {
         if !flush(links, &mut pending) {
@@ -1021,11 +1018,7 @@ async fn read_loop<T: Element>(
                 if !ring.arm_doorbell() {
                     continue;
                 }
-                if recheck.is_elapsed() {
-                    recheck
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + DOORBELL_RECHECK);
-                }
+                let mut recheck = std::pin::pin!(tokio::time::sleep(DOORBELL_RECHECK));
                 let which = std::future::poll_fn(|cx| {
                     for (i, bell) in bells.iter().enumerate() {
                         if let Poll::Ready(r) = bell.poll_read_ready(cx) {
