@@ -1886,6 +1886,11 @@ mod tests {
         ));
     }
 
+    /// A second mapping of `r`, as another process would have it.
+    fn dup(r: &ShmRegion) -> ShmRegion {
+        ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap()
+    }
+
     fn readable_within(fd: &OwnedFd, ms: u16) -> bool {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
@@ -1928,7 +1933,6 @@ mod tests {
     #[test]
     fn a_writer_taking_over_wakes_a_reader_whose_wake_up_died_with_the_old_one() {
         let region = Ring::create_region(256).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         let sock = r.bind_doorbell().unwrap();
@@ -1949,7 +1953,6 @@ mod tests {
     #[test]
     fn a_reader_taking_over_wakes_a_writer_whose_wake_up_died_with_the_old_one() {
         let region = Ring::create_region(8).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         w.set_spin_limit(0);
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
@@ -2036,7 +2039,6 @@ mod tests {
     #[test]
     fn a_frame_written_in_place_is_published_whole_where_the_ring_wraps() {
         let region = Ring::create_region(16).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         w.write_all(&[0; 12]).unwrap();
@@ -2093,7 +2095,6 @@ mod tests {
     fn a_restarted_reader_reads_again_from_its_checkpoint_and_a_restarted_writer_after_the_last_whole_frame(
     ) {
         let region = Ring::create_region(256).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         r.set_retain(true);
@@ -2131,7 +2132,6 @@ mod tests {
     #[test]
     fn a_writer_killed_after_publishing_a_frame_but_before_settling_it_resumes_after_it() {
         let region = Ring::create_region(256).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         w.try_write_frame(&[1; 10], 2).unwrap();
@@ -2159,7 +2159,6 @@ mod tests {
     #[test]
     fn a_writer_killed_inside_a_frame_the_reader_began_cannot_resume() {
         let region = Ring::create_region(64).unwrap();
-        let dup = |r: &ShmRegion| ShmRegion::from_fd(r.inheritable_fd().unwrap()).unwrap();
         let mut w = Ring::writer_from_region(dup(&region)).unwrap();
         let mut r = Ring::reader_from_region(dup(&region)).unwrap();
         w.try_write_frame(&[1; 8], 1).unwrap();

@@ -1041,7 +1041,6 @@ async fn read_loop<T: Element>(
                     // A datagram may carry the writer's eventfd: take it before the next wait.
                     Some(i) => drain_now = i == 0,
                     None => {
-                        let ring = side.ring.as_mut().expect("reader not yet handed off");
                         if !matches!(ring.readable_now(), Ok(0)) {
                             tracing::debug!(link = %link, "ring readable without a wake-up: reading on");
                         }
