@@ -46,6 +46,14 @@ const FRAMES_PER_TURN: usize = 16;
 /// system call per element, and a full socket could not be rung).
 const DRAIN_EVERY: u32 = 32;
 
+/// How many times a reading task looks at an empty ring before it sleeps on the doorbell
+/// (a few microseconds; see [`spin_for_data`]).
+const READ_SPINS: u32 = 512;
+
+/// A reading task spins before it sleeps only if its last sleep was shorter than this (data
+/// comes in full flow); at lower rates it sleeps at once.
+const SPIN_WORTH: std::time::Duration = std::time::Duration::from_micros(50);
+
 /// How long a reading task sleeps on its doorbell before it looks at the ring anyway: a
 /// wake-up that never arrives (a writer's datagram lost around a crash and restart) then costs
 /// this much delay, not the rest of the run.
@@ -939,6 +947,10 @@ async fn read_loop<T: Element>(
     let mut frames_this_turn = 0;
     let mut rung = 0;
     let mut drain_now = false;
+    // Frames were read since the task last waited (or yielded to the consumers).
+    let mut read_since_wait = false;
+    // Whether to spin before the next sleep (see `spin_for_data`).
+    let mut spin_next = true;
     let mut ctl = side.ctl.clone();
     loop {
         if !flush(links, &mut pending) {
@@ -965,6 +977,7 @@ async fn read_loop<T: Element>(
         }
         match side.frames.step::<T>(ring)? {
             Step::Batch(b) => {
+                read_since_wait = true;
                 if !b.is_empty() {
                     distribute(links, &mut pending, b);
                 }
@@ -1015,10 +1028,26 @@ async fn read_loop<T: Element>(
                     }
                     rung = 0;
                 }
+                if spin_next {
+                    if read_since_wait {
+                        // The consumers take what was read before this task spins: it runs
+                        // inside the first consumer's actor, which handles its links once the
+                        // task yields.
+                        read_since_wait = false;
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    if spin_for_data(ring) {
+                        continue;
+                    }
+                }
                 if !ring.arm_doorbell() {
                     continue;
                 }
+                // A timer of this wait's own: one kept across waits would go off in the middle
+                // of a short wait, while the writer's wake-up is on its way, and report it lost.
                 let mut recheck = std::pin::pin!(tokio::time::sleep(DOORBELL_RECHECK));
+                let slept = std::time::Instant::now();
                 let which = std::future::poll_fn(|cx| {
                     for (i, bell) in bells.iter().enumerate() {
                         if let Poll::Ready(r) = bell.poll_read_ready(cx) {
@@ -1036,6 +1065,10 @@ async fn read_loop<T: Element>(
                 })
                 .await
                 .map_err(doorbell_err)?;
+                // Spinning pays only while the producer is in full flow: when the last sleep
+                // was short.
+                spin_next = slept.elapsed() < SPIN_WORTH;
+                read_since_wait = false;
                 rung += 1;
                 match which {
                     // A datagram may carry the writer's eventfd: take it before the next wait.
@@ -1051,6 +1084,20 @@ async fn read_loop<T: Element>(
             }
         }
     }
+}
+
+/// Spins a little on an empty ring before its reader sleeps: a producer in full flow writes
+/// its next frame within microseconds, and then neither side pays for a wake-up (the
+/// producer's eventfd write, the reader's sleep and wake). True once there is something to read
+/// (or the end).
+fn spin_for_data(ring: &mut RingReader) -> bool {
+    for _ in 0..READ_SPINS {
+        if !matches!(ring.readable_now(), Ok(0)) {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -1191,6 +1238,17 @@ mod tests {
         rrelay.join().unwrap().unwrap();
         assert_eq!(a.take(), want);
         assert_eq!(b.take(), want);
+    }
+
+    #[test]
+    fn a_reader_spins_until_there_is_something_to_read_or_the_end() {
+        let (mut w, mut r) = Ring::create(64).unwrap();
+        assert!(!spin_for_data(&mut r), "an empty, open ring");
+        w.write_all(&[1]).unwrap();
+        assert!(spin_for_data(&mut r), "a byte to read");
+        let (w2, mut r2) = Ring::create(64).unwrap();
+        drop(w2);
+        assert!(spin_for_data(&mut r2), "the end");
     }
 
     #[test]
