@@ -592,6 +592,12 @@ impl ExecSink {
             self.text = text;
             if ok {
                 self.shared.direct.fetch_add(1, Ordering::Relaxed);
+                // The command had read everything, so it is likely asleep in a read that
+                // this write just ended, and queued on this CPU (see the ring's
+                // `RingWriter::set_yield_after_wake`): let it take the lines now rather than
+                // after the rest of this thread's turn. Exec nodes at 1 kHz: p50 56-59 us
+                // instead of 77-81 us.
+                std::thread::yield_now();
                 return None;
             }
             return Some(batch);
