@@ -38,6 +38,10 @@
 //!   what the writer still does before it sleeps; an eventfd write does not.) Where the fd
 //!   cannot be sent, the writer sends plain datagrams. The Dekker argument above is
 //!   unchanged: only the way of sleeping differs.
+//! * A write that woke a sleeping reader then gives up the CPU (`sched_yield`, see
+//!   [`RingWriter::set_yield_after_wake`]): where the other CPUs look busy, or asleep as a
+//!   VM's idle vCPUs do, the kernel queues the woken reader on the writer's CPU whatever the
+//!   doorbell, and it would run only once the writer's turn ended.
 //! * A side that takes over the ring from a dead peer ([`Ring::writer_resume`],
 //!   [`Ring::reader_resume`]) wakes the other side unconditionally: the dead one may have
 //!   cleared the `waiting` flag and died before it woke anyone, and the flag stays down.
