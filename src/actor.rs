@@ -821,42 +821,24 @@ impl<O: Operator> Actor for OpActor<O> {
             );
         }
         let direct = self.direct.clone();
-        let wake = move || {
+        let waker: Waker = Arc::new(move || {
             // Inside a feed task's poll the actor pumps right after it: note the wake-up only.
             // The exchange fails when no feed task is being polled (or one noted it already).
-            let sent = direct
+            if direct
                 .compare_exchange(
                     DIRECT_INSIDE,
                     DIRECT_WOKEN,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 )
-                .is_err_and(|s| s == DIRECT_IDLE);
-            if sent {
+                .is_err_and(|s| s == DIRECT_IDLE)
+            {
                 addr.do_send(Wake);
-            }
-            sent
-        };
-        let waker: Waker = Arc::new({
-            let wake = wake.clone();
-            move || {
-                wake();
-            }
-        });
-        // Data for this actor pushed from another thread (a producer in another thread group,
-        // a feeder thread): the scheduler often queues this actor's thread, just woken, on the
-        // pusher's CPU, where it would run only once the pusher's turn ended; the pusher gives
-        // up the CPU instead (as ring writers do, see `RingWriter::set_yield_after_wake`).
-        // Only for data: a producer woken because there is room again keeps waiting its turn.
-        let home = std::thread::current().id();
-        let data_waker: Waker = Arc::new(move || {
-            if wake() && std::thread::current().id() != home {
-                std::thread::yield_now();
             }
         });
         self.waker = Some(waker.clone());
         for p in &self.w.inputs {
-            p.chan.set_consumer_waker(data_waker.clone());
+            p.chan.set_consumer_waker(waker.clone());
         }
         for p in &self.w.outputs {
             for (chan, _) in &p.links {
