@@ -1,4 +1,5 @@
-//! Which operators of a manifest run fused (one actor for a chain, see [`super::fused`]).
+//! Which operators of a manifest run fused (one actor for a chain; see the private
+//! `manifest::fused` module).
 //!
 //! A chain is a maximal run `A -> B -> ...` of at least two operators where:
 //! - every operator is of a fusable kind ([`KINDS`]: element-wise, one input, one output, no

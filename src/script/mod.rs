@@ -3,8 +3,8 @@
 //! [`ScriptFn`] compiles a script against the shared sandboxed engine ([`engine::shared_engine`]),
 //! binds the caller's names (`x`, `state`, `window`, ...) and the operator's `params`, and turns
 //! results into [`Out`]: `()` emits nothing, `multivalue([..])` several elements, anything else
-//! one. Simple numeric expressions (`x * 2`, `x % 2 == 1`) run on a native fast path
-//! ([`fast`]) that falls back to Rhai for anything it does not reproduce exactly.
+//! one. Simple numeric expressions (`x * 2`, `x % 2 == 1`) run on a native fast path (the
+//! private `fast` module) that falls back to Rhai for anything it does not reproduce exactly.
 
 mod convert;
 pub mod engine;
