@@ -818,17 +818,7 @@ impl Ring {
         f.next_end.store(end, Ordering::Release);
         f.next_elems.store(elems, Ordering::Release);
         h.head.0.store(end, Ordering::Release);
-        let mut w = RingWriter {
-            shared,
-            head: end,
-            cached_tail: tail,
-            elems,
-            spin_limit: DEFAULT_SPIN_LIMIT,
-            closed: false,
-            doorbell: DoorbellSender::default(),
-            yield_after_wake: true,
-            wakes: 0,
-        };
+        let mut w = RingWriter::at(shared, end, tail, elems);
         // The dead writer may have taken the reader's `waiting` flag and died before it rang:
         // the reader then sleeps with the flag down, and no later write would ring it.
         w.wake_reader();
@@ -900,17 +890,7 @@ impl Ring {
         let head = h.head.0.load(Ordering::Relaxed);
         let tail = h.tail.0.load(Ordering::Acquire);
         let (_, elems) = h.frames.0.settled(head);
-        Ok(RingWriter {
-            shared,
-            head,
-            cached_tail: tail,
-            elems,
-            spin_limit: DEFAULT_SPIN_LIMIT,
-            closed: false,
-            doorbell: DoorbellSender::default(),
-            yield_after_wake: true,
-            wakes: 0,
-        })
+        Ok(RingWriter::at(shared, head, tail, elems))
     }
 
     fn reader_from_shared(region: Arc<ShmRegion>) -> Result<RingReader, ShmError> {
@@ -1005,6 +985,22 @@ pub struct RingWriter {
 unsafe impl Send for RingWriter {}
 
 impl RingWriter {
+    /// A writer of the claimed ring `shared`, writing next at `head`, with the reader last seen
+    /// at `tail` and `elems` elements written before.
+    fn at(shared: Shared, head: u64, tail: u64, elems: u64) -> RingWriter {
+        RingWriter {
+            shared,
+            head,
+            cached_tail: tail,
+            elems,
+            spin_limit: DEFAULT_SPIN_LIMIT,
+            closed: false,
+            doorbell: DoorbellSender::default(),
+            yield_after_wake: true,
+            wakes: 0,
+        }
+    }
+
     /// Ring buffer capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.shared.capacity as usize
